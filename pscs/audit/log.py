@@ -1,0 +1,244 @@
+"""Appending to and reading the audit trail (M1).
+
+Appends use group commit: concurrent callers queue their events, one of them (the
+leader) writes everything queued in a single transaction, and each caller returns once
+its own event is committed.  The chain needs one order, so appends are serialised on the
+``audit_head`` row — but only for the few hundred microseconds of that transaction, and
+never the request handling around it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from pscs.audit.chain import (
+    FIELDS,
+    GENESIS_HASH,
+    Checkpoint,
+    VerifyResult,
+    canonical_details,
+    checkpoint_message,
+    event_hash,
+    verify_rows,
+)
+from pscs.audit.events import Actor, AuditEvent, Outcome
+from pscs.audit.models import AuditCheckpoint, AuditEventRow, AuditHead
+from pscs.db.engine import Database
+from pscs.signing import Signer, load_public_key
+
+_events = AuditEventRow.__table__
+_VERIFY_BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    every_events: int = 1000
+    every_seconds: int = 60
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class AuditLog:
+    def __init__(self, db: Database, signer: Signer, policy: CheckpointPolicy | None = None) -> None:
+        self.db = db
+        self.signer = signer
+        self.policy = policy or CheckpointPolicy()
+        self._cv = threading.Lock()
+        self._pending: list[tuple[dict[str, Any], Future[int]]] = []
+        self._leader_active = False
+
+    # Writing ------------------------------------------------------------------------------
+    def record(
+        self,
+        action: str,
+        actor: Actor,
+        outcome: Outcome | str = Outcome.ALLOWED,
+        *,
+        object_type: str | None = None,
+        object_id: str | int | None = None,
+        clauses: tuple[str, ...] | list[str] = (),
+        purpose_session_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        return self.append(
+            AuditEvent(
+                action=action,
+                actor=actor,
+                outcome=Outcome(outcome),
+                object_type=object_type,
+                object_id=None if object_id is None else str(object_id),
+                clauses=tuple(clauses),
+                purpose_session_id=purpose_session_id,
+                details=details or {},
+            )
+        )
+
+    def append(self, event: AuditEvent) -> int:
+        """Append one event; returns its sequence number once it is committed."""
+        row = {
+            "ts_us": now_us(),
+            "actor_id": event.actor.user_id,
+            "actor": event.actor.username,
+            "source_ip": event.actor.source_ip,
+            "user_agent": (event.actor.user_agent or None) and event.actor.user_agent[:400],
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "purpose_session_id": event.purpose_session_id,
+            "clauses": ",".join(event.clauses),
+            "outcome": str(event.outcome),
+            "details": canonical_details(event.details),
+        }
+        future: Future[int] = Future()
+        with self._cv:
+            self._pending.append((row, future))
+            lead = not self._leader_active
+            self._leader_active = True
+        if lead:
+            self._lead()
+        return future.result()
+
+    def _lead(self) -> None:
+        while True:
+            with self._cv:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._leader_active = False
+                    return
+            try:
+                seqs = self._write_batch([row for row, _ in batch])
+            except BaseException as exc:  # every waiter learns of the failure
+                for _, fut in batch:
+                    fut.set_exception(exc)
+            else:
+                for (_, fut), seq in zip(batch, seqs, strict=True):
+                    fut.set_result(seq)
+
+    def _write_batch(self, rows: list[dict[str, Any]], force_checkpoint: bool = False) -> list[int]:
+        with self.db.write() as s:
+            head = s.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+            seq, prev = head.seq, head.hash
+            seqs = []
+            for row in rows:
+                seq += 1
+                row["seq"] = seq
+                row["prev_hash"] = prev
+                prev = event_hash(prev, [row[f] for f in FIELDS])
+                row["hash"] = prev
+                seqs.append(seq)
+            if rows:
+                s.execute(insert(_events), rows)
+            values: dict[str, Any] = {"seq": seq, "hash": prev}
+            ts = now_us()
+            due = (
+                seq - head.checkpoint_seq >= self.policy.every_events
+                or (ts - head.checkpoint_ts_us) >= self.policy.every_seconds * 1_000_000
+            )
+            if seq > head.checkpoint_seq and (due or force_checkpoint):
+                s.add(self._sign(seq, prev, ts))
+                values |= {"checkpoint_seq": seq, "checkpoint_ts_us": ts}
+            s.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+        return seqs
+
+    def _sign(self, seq: int, head_hash: str, ts_us: int) -> AuditCheckpoint:
+        return AuditCheckpoint(
+            seq=seq,
+            ts_us=ts_us,
+            head_hash=head_hash,
+            key_id=self.signer.key_id,
+            signature=self.signer.sign(checkpoint_message(seq, head_hash, ts_us)),
+        )
+
+    def checkpoint(self) -> int | None:
+        """Sign the current head now (if anything is unsigned); returns its seq."""
+        self._write_batch([], force_checkpoint=True)
+        with self.db.session() as s:
+            head = s.get(AuditHead, 1)
+            return head.checkpoint_seq if head and head.checkpoint_seq else None
+
+    # Reading ------------------------------------------------------------------------------
+    def search(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        action_prefix: str | None = None,
+        outcome: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        limit: int = 200,
+        before_seq: int | None = None,
+    ) -> list[AuditEventRow]:
+        q = select(AuditEventRow).order_by(AuditEventRow.seq.desc()).limit(limit)
+        if since is not None:
+            q = q.where(AuditEventRow.ts_us >= int(since.timestamp() * 1_000_000))
+        if until is not None:
+            q = q.where(AuditEventRow.ts_us < int(until.timestamp() * 1_000_000))
+        if actor:
+            q = q.where(AuditEventRow.actor == actor)
+        if action_prefix:
+            q = q.where(AuditEventRow.action.startswith(action_prefix, autoescape=True))
+        if outcome:
+            q = q.where(AuditEventRow.outcome == outcome)
+        if object_type:
+            q = q.where(AuditEventRow.object_type == object_type)
+        if object_id:
+            q = q.where(AuditEventRow.object_id == object_id)
+        if before_seq is not None:
+            q = q.where(AuditEventRow.seq < before_seq)
+        with self.db.session() as s:
+            return list(s.scalars(q))
+
+    def iter_range(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEventRow]:
+        q = select(AuditEventRow).order_by(AuditEventRow.seq)
+        if since is not None:
+            q = q.where(AuditEventRow.ts_us >= int(since.timestamp() * 1_000_000))
+        if until is not None:
+            q = q.where(AuditEventRow.ts_us < int(until.timestamp() * 1_000_000))
+        with self.db.session() as s:
+            yield from s.scalars(q.execution_options(yield_per=5000))
+
+
+def ensure_head(db: Database) -> None:
+    """Create the chain's head row for an empty trail (idempotent)."""
+    with db.write() as s:
+        if s.get(AuditHead, 1) is None:
+            s.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH, checkpoint_seq=0, checkpoint_ts_us=now_us()))
+
+
+def verify_database(db: Database, public_key_pem: bytes | None) -> VerifyResult:
+    """Recompute the whole chain and every checkpoint straight from the database."""
+    public_key = load_public_key(public_key_pem) if public_key_pem else None
+    with db.session() as s:
+        checkpoints = [
+            Checkpoint(c.seq, c.ts_us, c.head_hash, c.key_id, c.signature)
+            for c in s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
+        ]
+        head_row = s.get(AuditHead, 1)
+        head = (head_row.seq, head_row.hash) if head_row else None
+    columns = ", ".join((*FIELDS, "prev_hash", "hash"))
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        # A raw cursor: a million rows through the ORM would cost more than the hashing.
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(f"SELECT {columns} FROM audit_events ORDER BY seq")  # noqa: S608 - fixed columns
+            while batch := cur.fetchmany(_VERIFY_BATCH):
+                yield from batch
+            cur.close()
+        finally:
+            raw.close()
+
+    return verify_rows(rows(), checkpoints, public_key, head)

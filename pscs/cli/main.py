@@ -1,0 +1,309 @@
+"""The ``pscs`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pscs.audit.events import Actor
+from pscs.config import Settings, get_settings
+from pscs.errors import PscsError
+from pscs.policy.profile import ROLES, ProfileError, load_profile
+from pscs.runtime import NotInitialised, Runtime
+
+app = typer.Typer(help="pscs — Public Safety Camera System", no_args_is_help=True, add_completion=False)
+user_app = typer.Typer(help="Manage user accounts", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail (M1)", no_args_is_help=True)
+policy_app = typer.Typer(help="The policy profile", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def cli_actor() -> Actor:
+    return Actor(f"cli:{getpass.getuser()}", source_ip="local", user_agent="pscs-cli")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def open_runtime() -> Runtime:
+    try:
+        return Runtime.open(get_settings())
+    except (NotInitialised, ProfileError) as exc:
+        raise fail(str(exc)) from exc
+
+
+# Installation ------------------------------------------------------------------------------
+@app.command()
+def init(
+    admin_username: Annotated[str, typer.Option(help="First administrator's user name")] = "admin",
+    admin_name: Annotated[str, typer.Option(help="First administrator's full name")] = "System Administrator",
+    admin_password: Annotated[str | None, typer.Option(envvar="PSCS_ADMIN_PASSWORD",
+                                                       help="Default: a generated one-time password")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing installation (destroys it)")] = False,
+) -> None:
+    """Create the data folder, database, signing keys and the first administrator."""
+    from pscs.install import AlreadyInitialised, init_installation
+
+    settings = get_settings()
+    try:
+        result = init_installation(settings, admin_username=admin_username, admin_full_name=admin_name,
+                                   admin_password=admin_password, force=force, actor=cli_actor())
+    except (AlreadyInitialised, ProfileError, PscsError) as exc:
+        raise fail(str(exc)) from exc
+    result.runtime.close()
+    console.print(f"Initialised pscs in [bold]{settings.data_dir.resolve()}[/] "
+                  f"(database: {settings.public_dict()['database_url']})")
+    _print_admin_password(result.admin_username, result.admin_password, shown=admin_password is None)
+
+
+def _print_admin_password(username: str, password: str, *, shown: bool) -> None:
+    if shown:
+        console.print(f"First administrator: [bold]{username}[/]  one-time password: [bold yellow]{password}[/]")
+        console.print("This password is shown once. At first sign-in you set your own and enrol an authenticator app.")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations to the configured database."""
+    from pscs.db.migrate import upgrade
+
+    upgrade(get_settings().db_url)
+    console.print("database schema is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: PSCS_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PSCS_PORT or 8000")] = None,
+) -> None:
+    """Run the web console and API (and the background services)."""
+    from pscs.service import run_server
+
+    rt = open_runtime()
+    run_server(rt, host or rt.settings.host, port or rt.settings.port)
+
+
+@app.command()
+def up(
+    admin_password: Annotated[str | None, typer.Option(envvar="PSCS_ADMIN_PASSWORD")] = None,
+) -> None:
+    """Initialise on first run, then run everything on this machine (the README's first command)."""
+    from pscs.install import init_installation, is_initialised
+    from pscs.service import run_server
+
+    settings = get_settings()
+    if not is_initialised(settings):
+        result = init_installation(settings, admin_password=admin_password, actor=cli_actor())
+        result.runtime.close()
+        console.print(f"Initialised pscs in [bold]{settings.data_dir.resolve()}[/]")
+        _print_admin_password(result.admin_username, result.admin_password, shown=admin_password is None)
+    rt = open_runtime()
+    console.print(f"pscs console: [bold]http://{rt.settings.host}:{rt.settings.port}/[/]  (Ctrl-C stops)")
+    run_server(rt, rt.settings.host, rt.settings.port)
+
+
+# Users --------------------------------------------------------------------------------------
+def _run(action):  # noqa: ANN001, ANN202 - small helper to map domain errors to exit codes
+    try:
+        return action()
+    except PscsError as exc:
+        raise fail(exc.message, 2) from exc
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    name: Annotated[str, typer.Option("--name", help="Full name")],
+    role: Annotated[list[str], typer.Option("--role", help=f"Repeat for several: {', '.join(ROLES)}")],
+    password: Annotated[str | None, typer.Option(envvar="PSCS_NEW_USER_PASSWORD",
+                                                 help="Default: a generated one-time password")] = None,
+) -> None:
+    """Add a user; prints a one-time password unless one is given."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    one_time = password or auth.generate_password()
+    _run(lambda: auth.create_user(rt, cli_actor(), username=username, full_name=name, roles=role, password=one_time))
+    console.print(f"added [bold]{username}[/] with roles {', '.join(sorted(set(role)))}")
+    if password is None:
+        console.print(f"one-time password: [bold yellow]{one_time}[/] (shown once)")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users, their roles and state."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    table = Table("user", "name", "roles", "MFA", "state")
+    for u in auth.list_users(rt):
+        state = "disabled" if u.disabled else ("locked" if u.locked_until and u.locked_until > datetime.now(u.locked_until.tzinfo) else "active")
+        table.add_row(u.username, u.full_name, ", ".join(sorted(u.role_names)),
+                      "enrolled" if u.mfa_enrolled else "not enrolled", state)
+    console.print(table)
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable an account and end its sessions."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    _run(lambda: auth.update_user(rt, cli_actor(), username, disabled=True))
+    console.print(f"disabled {username}")
+
+
+@user_app.command("enable")
+def user_enable(username: str) -> None:
+    """Enable a disabled account."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    _run(lambda: auth.update_user(rt, cli_actor(), username, disabled=False))
+    console.print(f"enabled {username}")
+
+
+@user_app.command("reset-mfa")
+def user_reset_mfa(username: str) -> None:
+    """Make the user enrol a new authenticator at next sign-in."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    _run(lambda: auth.reset_mfa(rt, cli_actor(), username))
+    console.print(f"{username} will enrol a new authenticator at next sign-in")
+
+
+@user_app.command("reset-password")
+def user_reset_password(username: str) -> None:
+    """Issue a new one-time password (and unlock the account)."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    password = _run(lambda: auth.reset_password(rt, cli_actor(), username))
+    console.print(f"one-time password for {username}: [bold yellow]{password}[/] (shown once)")
+
+
+# Policy -------------------------------------------------------------------------------------
+@policy_app.command("show")
+def policy_show(
+    profile: Annotated[Path | None, typer.Option(help="A profile file to check instead of the active one")] = None,
+) -> None:
+    """Print the active policy profile (or validate another)."""
+    import yaml
+
+    path = profile or get_settings().policy_profile
+    try:
+        loaded = load_profile(path)
+    except ProfileError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"# policy profile: {path or 'norwich (default)'}")
+    console.print(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), markup=False, highlight=False)
+
+
+# Audit --------------------------------------------------------------------------------------
+@audit_app.command("verify")
+def audit_verify(
+    public_key: Annotated[Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")] = None,
+) -> None:
+    """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
+    from pscs.audit.log import verify_database
+
+    rt = open_runtime()
+    key = (public_key or rt.audit_public_key_path).read_bytes()
+    result = verify_database(rt.db, key)
+    rt.audit.record("audit.verify", cli_actor(), clauses=("M1",),
+                    details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked})
+    if result.ok:
+        console.print(f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints")
+        return
+    err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}")
+    raise typer.Exit(3)
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601")] = None,
+    until: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: standard output")] = None,
+) -> None:
+    """Export events for an investigation's case file."""
+    from pscs.audit.export import FORMATS, export_lines
+
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)
+    rt = open_runtime()
+    since, until = _utc(since), _utc(until)
+    rt.audit.record("audit.export", cli_actor(), clauses=("M1",),
+                    details={"since": str(since), "until": str(until), "format": fmt, "output": str(output or "-")})
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        for line in export_lines(rt.audit.iter_range(since, until), fmt):
+            out.write(line)
+    finally:
+        if output:
+            out.close()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@audit_app.command("pubkey")
+def audit_pubkey() -> None:
+    """Print the public key that verifies checkpoints (give it to auditors)."""
+    rt = open_runtime()
+    sys.stdout.write(rt.audit_public_key_path.read_text())
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's current head now."""
+    rt = open_runtime()
+    seq = rt.audit.checkpoint()
+    console.print(f"checkpoint at seq {seq}")
+
+
+def _mount_optional(module: str, name: str) -> None:
+    """Sub-commands of domains that may be absent from a partial checkout."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module)
+    except ModuleNotFoundError:
+        return
+    app.add_typer(sub.app, name=name)
+
+
+_mount_optional("pscs.sim.cli", "sim")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "Settings"]

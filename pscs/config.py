@@ -1,0 +1,97 @@
+"""Settings: environment variables (``PSCS_*``) over a TOML config file over defaults.
+
+The config file is ``$PSCS_CONFIG`` if set, else ``pscs.toml`` in the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("PSCS_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("PSCS_DATA_DIR", "./var")) / "pscs.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PSCS_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("./var"), description="Where recordings, keys and the SQLite database live")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite (WAL) at <data_dir>/pscs.db"
+    )
+    policy_profile: Path | None = Field(default=None, description="Site policy profile; default: Norwich")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure cookie flag; default: on unless serving plain HTTP on loopback"
+    )
+    recordings_dir: Path | None = Field(default=None, description="Default: <data_dir>/recordings")
+    evidence_dir: Path | None = Field(default=None, description="Default: <data_dir>/evidence")
+    min_free_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk-pressure threshold")
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+    # Derived locations -------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pscs.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def evidence_path(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as shown to administrators: the database password is never shown."""
+        shown = self.model_dump(mode="json")
+        shown["database_url"] = _redact_url(self.db_url)
+        return shown
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Database access: one SQLAlchemy metadata, SQLite (default) or PostgreSQL."""

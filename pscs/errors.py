@@ -1,0 +1,44 @@
+"""Domain errors.  Services raise these with a message meant for the user; the web layer
+turns them into JSON with the matching status, the CLI into a message and exit code."""
+
+from __future__ import annotations
+
+
+class PscsError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(PscsError):
+    status = 422
+    code = "invalid_input"
+
+
+class NotFound(PscsError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PscsError):
+    status = 409
+    code = "conflict"
+
+
+class PolicyDenied(PscsError):
+    """The policy forbids it; ``clause`` names the clause that does."""
+
+    status = 403
+    code = "policy_denied"
+
+    def __init__(self, message: str, clause: str) -> None:
+        super().__init__(message)
+        self.clause = clause
+
+
+class AuthenticationFailed(PscsError):
+    status = 401
+    code = "authentication_failed"

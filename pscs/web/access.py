@@ -1,0 +1,194 @@
+"""Default deny: every route declares who may use it, and one dependency enforces it.
+
+A route without a declaration is refused for everyone.  The declaration is an attribute
+on the endpoint, set by the decorators below, so the route x role test can read it too.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import ip_address
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from pscs.audit.events import Actor, Outcome
+from pscs.auth import service as auth
+from pscs.errors import AuthenticationFailed, PolicyDenied
+from pscs.policy import decisions
+from pscs.runtime import Runtime
+
+SESSION_COOKIE = "pscs_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Kind(StrEnum):
+    PUBLIC = "public"  # anyone, signed in or not
+    SECOND_FACTOR = "second_factor"  # password accepted, TOTP outstanding
+    SIGNED_IN = "signed_in"  # both factors; not yet past the password change / U3 gates
+    ROLES = "roles"  # both factors, gates passed, one of the roles
+    LOOPBACK_OR_ROLES = "loopback_or_roles"  # from this machine, or as ROLES
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    kind: Kind
+    roles: frozenset[str] = frozenset()
+    # Pages a signed-in user must still reach before the gates (password change, U3).
+    before_gates: bool = False
+
+
+def _declare(rule: AccessRule) -> Callable[[F], F]:
+    def mark(fn: F) -> F:
+        fn.__pscs_access__ = rule  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def public(fn: F) -> F:
+    return _declare(AccessRule(Kind.PUBLIC))(fn)
+
+
+def second_factor(fn: F) -> F:
+    return _declare(AccessRule(Kind.SECOND_FACTOR))(fn)
+
+
+def signed_in_before_gates(fn: F) -> F:
+    return _declare(AccessRule(Kind.SIGNED_IN, before_gates=True))(fn)
+
+
+def roles(*names: str, loopback: bool = False) -> Callable[[F], F]:
+    """The roles that may use the route; ``loopback`` also admits requests from this machine."""
+    kind = Kind.LOOPBACK_OR_ROLES if loopback else Kind.ROLES
+    return _declare(AccessRule(kind, frozenset(names)))
+
+
+ALL_ROLES = ("operator", "investigator", "supervisor", "records_commander", "auditor", "admin")
+
+
+def any_role(fn: F) -> F:
+    return roles(*ALL_ROLES)(fn)
+
+
+def rule_of(endpoint: Callable[..., Any] | None) -> AccessRule | None:
+    return getattr(endpoint, "__pscs_access__", None)
+
+
+# Enforcement ------------------------------------------------------------------------------
+class Redirect(Exception):
+    """A browser page that needs the user somewhere else first (sign-in, MFA, U3)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def is_loopback(request: Request) -> bool:
+    try:
+        return ip_address(client_ip(request) or "").is_loopback
+    except ValueError:
+        return False
+
+
+def anonymous_actor(request: Request) -> Actor:
+    return Actor("anonymous", None, client_ip(request), request.headers.get("user-agent"))
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _deny(request: Request, actor: Actor, status_message: str, clause: str, reason: str) -> PolicyDenied:
+    runtime_of(request).audit.record(
+        "access.denied", actor, Outcome.DENIED, object_type="route",
+        object_id=f"{request.method} {request.url.path}", clauses=(clause,), details={"reason": reason},
+    )
+    return PolicyDenied(status_message, clause)
+
+
+async def enforce_access(request: Request) -> None:
+    """The app-wide dependency: runs before every route's own code."""
+    rt = runtime_of(request)
+    rule = rule_of(request.scope.get("endpoint"))
+    request.state.user = None
+    request.state.actor = anonymous_actor(request)
+    if rule is None:
+        raise _deny(request, request.state.actor, "this route has no access rule, so it is closed",
+                    "CJIS-5.5.2", "no access rule (default deny)")
+    if rule.kind is Kind.PUBLIC:
+        return
+    if rule.kind is Kind.LOOPBACK_OR_ROLES and is_loopback(request):
+        return
+
+    token = request.cookies.get(SESSION_COOKIE)
+    try:
+        if not token:
+            raise AuthenticationFailed("you are not signed in")
+        view = auth.resume_session(rt, token)
+    except AuthenticationFailed as exc:
+        if wants_html(request):
+            raise Redirect("/login") from exc
+        _deny(request, request.state.actor, exc.message, "CJIS-5.5.2", "not signed in")
+        raise
+    actor = Actor(view.username, view.user_id, client_ip(request), request.headers.get("user-agent"))
+    request.state.user = view
+    request.state.actor = actor
+
+    if rule.kind is Kind.SECOND_FACTOR:
+        if view.stage != auth.Stage.PASSWORD:
+            raise Redirect("/")
+        await _check_csrf(request, view, actor)
+        return
+    if view.stage != auth.Stage.FULL:
+        if wants_html(request):
+            raise Redirect("/mfa")
+        raise _deny(request, actor, "complete multi-factor sign-in first", "CJIS-5.6.2.2", "second factor outstanding")
+    await _check_csrf(request, view, actor)
+    if rule.before_gates:
+        return
+
+    if view.must_change_password:
+        if wants_html(request):
+            raise Redirect("/account/password")
+        raise _deny(request, actor, "change your one-time password first", "CJIS-5.6.2.1", "password change due")
+    ack = auth.acknowledgement_status(rt, view.user_id)
+    if not ack.allowed:
+        if wants_html(request):
+            raise Redirect("/acknowledge")
+        raise _deny(request, actor, ack.reason, ack.clause, ack.reason)
+
+    if rule.kind in (Kind.ROLES, Kind.LOOPBACK_OR_ROLES):
+        decision = decisions.role_access(view.roles, rule.roles)
+        if not decision.allowed:
+            raise _deny(request, actor, decision.reason, decision.clause, decision.reason)
+
+
+async def _check_csrf(request: Request, view: auth.SessionView, actor: Actor) -> None:
+    if request.method not in UNSAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not sent or not secrets.compare_digest(sent, view.csrf_token):
+        raise _deny(request, actor, "the form is stale or forged (CSRF check failed); reload the page",
+                    "CJIS-5.10", "csrf token missing or wrong")

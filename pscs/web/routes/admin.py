@@ -1,0 +1,99 @@
+"""User administration (admin role).  An administrator manages accounts and settings but
+sees no video unless also given a video role."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from pscs.auth import service as auth
+from pscs.auth.models import User
+from pscs.policy.profile import ROLES, Role
+from pscs.web import pages
+from pscs.web.access import roles, runtime_of
+
+router = APIRouter(tags=["users"])
+admin_only = roles("admin")
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, Field(min_length=2, max_length=64)]
+    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    roles: Annotated[list[Role], Field(min_length=1)]
+    password: Annotated[str | None, Field(min_length=12, max_length=256)] = None
+
+
+class UserChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: Annotated[list[Role] | None, Field(min_length=1)] = None
+    disabled: bool | None = None
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "full_name": user.full_name,
+            "roles": sorted(user.role_names), "disabled": user.disabled, "mfa_enrolled": user.mfa_enrolled,
+            "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+            "created_at": user.created_at.isoformat()}
+
+
+@router.get("/api/v1/users")
+@admin_only
+def list_users(request: Request) -> dict[str, Any]:
+    return {"users": [user_dict(u) for u in auth.list_users(runtime_of(request))]}
+
+
+@router.post("/api/v1/users", status_code=201)
+@admin_only
+def create_user(request: Request, body: NewUser) -> dict[str, Any]:
+    """Create an account.  Without a password, a one-time password is generated and returned once."""
+    rt = runtime_of(request)
+    password = body.password or auth.generate_password()
+    user = auth.create_user(rt, request.state.actor, username=body.username, full_name=body.full_name,
+                            roles=list(body.roles), password=password)
+    result = user_dict(auth.get_user(rt, user.id))
+    if body.password is None:
+        result["one_time_password"] = password
+    return result
+
+
+@router.patch("/api/v1/users/{username}")
+@admin_only
+def change_user(request: Request, username: str, body: UserChange) -> dict[str, Any]:
+    rt = runtime_of(request)
+    auth.update_user(rt, request.state.actor, username,
+                     roles=None if body.roles is None else list(body.roles), disabled=body.disabled)
+    return user_dict(auth.find_user(rt, username))
+
+
+@router.post("/api/v1/users/{username}/reset-mfa")
+@admin_only
+def reset_mfa(request: Request, username: str) -> dict[str, Any]:
+    auth.reset_mfa(runtime_of(request), request.state.actor, username)
+    return {"username": username, "mfa_enrolled": False}
+
+
+@router.post("/api/v1/users/{username}/reset-password")
+@admin_only
+def reset_password(request: Request, username: str) -> dict[str, Any]:
+    password = auth.reset_password(runtime_of(request), request.state.actor, username)
+    return {"username": username, "one_time_password": password}
+
+
+@router.get("/api/v1/config")
+@admin_only
+def show_config(request: Request) -> dict[str, Any]:
+    """The running configuration (the database password is never shown)."""
+    rt = runtime_of(request)
+    return {"settings": rt.settings.public_dict(), "profile": rt.profile.profile_id}
+
+
+@router.get("/admin/users", include_in_schema=False)
+@admin_only
+def users_page(request: Request) -> Response:
+    rt = runtime_of(request)
+    return pages.render(request, "users.html", {"users": [user_dict(u) for u in auth.list_users(rt)],
+                                                "roles": ROLES})
