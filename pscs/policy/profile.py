@@ -129,12 +129,19 @@ def default_profile_text() -> str:
 
 def load_profile(path: Path | None = None) -> PolicyProfile:
     if path is None:
-        return parse_profile(default_profile_text(), "norwich.yaml (default)")
+        profile = parse_profile(default_profile_text(), "norwich.yaml (default)")
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProfileError(f"policy profile {path} cannot be read: {exc.strerror}") from exc
+        profile = parse_profile(text, str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        policy_text(profile, path)
     except OSError as exc:
-        raise ProfileError(f"policy profile {path} cannot be read: {exc.strerror}") from exc
-    return parse_profile(text, str(path))
+        raise ProfileError(f"policy profile {path or 'norwich.yaml'} is invalid:\n  policy_text_file: "
+                           f"{profile.policy_text_file} cannot be read ({exc.strerror})") from exc
+    return profile
 
 
 def policy_text(profile: PolicyProfile, profile_path: Path | None) -> str:

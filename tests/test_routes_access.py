@@ -1,0 +1,99 @@
+"""Default deny: every route of the app, asked by every role and by nobody."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from pscs.policy.profile import ROLES
+from pscs.web.access import Kind, rule_of
+from pscs.web.app import create_app
+from tests.conftest import ADMIN_PASSWORD
+from tests.web_helpers import client_for, csrf_of, make_user, sign_in
+
+
+def all_routes(app) -> list[tuple[str, str, APIRoute]]:
+    routes = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods - {"HEAD"}):
+                routes.append((method, route.path, route))
+    # Signing out last, so that it does not end the session the other checks use.
+    return sorted(routes, key=lambda r: r[1] == "/logout")
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "nobody-here", path)
+
+
+def test_every_route_declares_who_may_use_it(sqlite_runtime):
+    app = create_app(sqlite_runtime)
+    undeclared = [f"{m} {p}" for m, p, r in all_routes(app) if rule_of(r.endpoint) is None]
+    assert undeclared == []
+
+
+def test_a_route_without_a_rule_is_closed_to_everyone(sqlite_runtime):
+    app = create_app(sqlite_runtime)
+    extra = APIRouter()
+
+    @extra.get("/api/v1/forgotten")
+    def forgotten() -> dict:
+        return {"secret": "should never be served"}
+
+    app.include_router(extra)
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get("/api/v1/forgotten")
+    assert response.status_code == 403 and "no access rule" in response.json()["error"]["message"]
+    admin = sign_in(client, "admin", ADMIN_PASSWORD)
+    assert admin.get("/api/v1/forgotten").status_code == 403
+
+
+@pytest.fixture
+def clients_by_role(runtime):
+    clients = {"anonymous": client_for(runtime)}
+    for role in ROLES:
+        if role == "admin":
+            clients[role] = sign_in(client_for(runtime), "admin", ADMIN_PASSWORD)
+        else:
+            make_user(runtime, f"{role.replace('_', '-')}-user", [role])
+            clients[role] = sign_in(client_for(runtime), f"{role.replace('_', '-')}-user")
+    return clients
+
+
+def test_route_role_matrix(runtime, clients_by_role):
+    app = create_app(runtime)
+    failures = []
+    for who, client in clients_by_role.items():
+        headers = {"x-csrf-token": csrf_of(client)} if who != "anonymous" else {}
+        for method, path, route in all_routes(app):
+            rule = rule_of(route.endpoint)
+            response = client.request(method, concrete(path), headers=headers, json={} if method != "GET" else None,
+                                      follow_redirects=False)
+            if rule.kind is Kind.PUBLIC:
+                expected_open = True
+            elif who == "anonymous":
+                expected_open = False
+            elif rule.kind is Kind.SECOND_FACTOR:
+                expected_open = True  # a fully signed-in user is sent on; not a denial
+            elif rule.kind is Kind.SIGNED_IN:
+                expected_open = True
+            else:
+                expected_open = who in rule.roles
+            denied = response.status_code in (401, 403)
+            if expected_open == denied:
+                failures.append(f"{who:17} {method:6} {path}: {response.status_code} "
+                                f"(expected {'open' if expected_open else 'denied'})")
+    assert failures == [], "\n".join(failures)
+
+
+def test_admin_alone_has_no_video_role(sqlite_runtime):
+    from pscs.policy.decisions import may_handle_video
+
+    profile = sqlite_runtime.profile
+    assert not may_handle_video(frozenset({"admin"}), profile).allowed
+    assert not may_handle_video(frozenset({"auditor"}), profile).allowed
+    assert may_handle_video(frozenset({"admin", "operator"}), profile).allowed
