@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from pscs.audit.chain import (
     FIELDS,
@@ -56,6 +56,7 @@ class AuditLog:
         self._cv = threading.Lock()
         self._pending: list[tuple[dict[str, Any], Future[int]]] = []
         self._leader_active = False
+        self._sql: tuple[str, str, str, str] | None = None
 
     # Writing ------------------------------------------------------------------------------
     def record(
@@ -124,40 +125,53 @@ class AuditLog:
                 for (_, fut), seq in zip(batch, seqs, strict=True):
                     fut.set_result(seq)
 
+    def _statements(self) -> tuple[str, str, str, str]:
+        if self._sql is None:
+            mark = "?" if self.db.engine.dialect.paramstyle == "qmark" else "%s"
+            columns = (*FIELDS, "prev_hash", "hash")
+            lock = "" if self.db.is_sqlite else " FOR UPDATE"
+            self._sql = (
+                f"SELECT seq, hash, checkpoint_seq, checkpoint_ts_us FROM audit_head WHERE id = 1{lock}",
+                f"INSERT INTO audit_events ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
+                f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",
+                f"UPDATE audit_head SET seq = {mark}, hash = {mark}, checkpoint_seq = {mark}, "
+                f"checkpoint_ts_us = {mark} WHERE id = 1",
+            )
+        return self._sql
+
     def _write_batch(self, rows: list[dict[str, Any]], force_checkpoint: bool = False) -> list[int]:
-        with self.db.write() as s:
-            head = s.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-            seq, prev = head.seq, head.hash
-            seqs = []
+        # Plain SQL through the driver: this is the hot path of every audited action, and
+        # SQLAlchemy's statement compilation would cost more than the database work.
+        select_head, insert_event, update_head, update_head_cp = self._statements()
+        with self.db.write_connection() as conn:
+            head_seq, prev, cp_seq, cp_ts = conn.exec_driver_sql(select_head).one()
+            seq = head_seq
+            params = []
             for row in rows:
                 seq += 1
-                row["seq"] = seq
-                row["prev_hash"] = prev
-                prev = event_hash(prev, [row[f] for f in FIELDS])
-                row["hash"] = prev
-                seqs.append(seq)
-            if rows:
-                s.execute(insert(_events), rows)
-            values: dict[str, Any] = {"seq": seq, "hash": prev}
+                values = [seq, *(row[f] for f in FIELDS[1:])]
+                digest = event_hash(prev, values)
+                params.append((*values, prev, digest))
+                prev = digest
+            if params:
+                conn.exec_driver_sql(insert_event, params)
             ts = now_us()
-            due = (
-                seq - head.checkpoint_seq >= self.policy.every_events
-                or (ts - head.checkpoint_ts_us) >= self.policy.every_seconds * 1_000_000
-            )
-            if seq > head.checkpoint_seq and (due or force_checkpoint):
-                s.add(self._sign(seq, prev, ts))
-                values |= {"checkpoint_seq": seq, "checkpoint_ts_us": ts}
-            s.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
-        return seqs
+            due = seq - cp_seq >= self.policy.every_events or ts - cp_ts >= self.policy.every_seconds * 1_000_000
+            if seq > cp_seq and (due or force_checkpoint):
+                conn.execute(insert(AuditCheckpoint.__table__), [self._sign(seq, prev, ts)])
+                conn.exec_driver_sql(update_head_cp, (seq, prev, seq, ts))
+            else:
+                conn.exec_driver_sql(update_head, (seq, prev))
+        return list(range(head_seq + 1, seq + 1))
 
-    def _sign(self, seq: int, head_hash: str, ts_us: int) -> AuditCheckpoint:
-        return AuditCheckpoint(
-            seq=seq,
-            ts_us=ts_us,
-            head_hash=head_hash,
-            key_id=self.signer.key_id,
-            signature=self.signer.sign(checkpoint_message(seq, head_hash, ts_us)),
-        )
+    def _sign(self, seq: int, head_hash: str, ts_us: int) -> dict[str, Any]:
+        return {
+            "seq": seq,
+            "ts_us": ts_us,
+            "head_hash": head_hash,
+            "key_id": self.signer.key_id,
+            "signature": self.signer.sign(checkpoint_message(seq, head_hash, ts_us)),
+        }
 
     def checkpoint(self) -> int | None:
         """Sign the current head now (if anything is unsigned); returns its seq."""

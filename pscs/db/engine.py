@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _IMMEDIATE = "pscs_sqlite_immediate"
@@ -48,8 +48,8 @@ class Database:
         self.engine = make_engine(url, **kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        writer = self.engine.execution_options(**{_IMMEDIATE: True}) if self.is_sqlite else self.engine
-        self._write = sessionmaker(writer, expire_on_commit=False)
+        self._writer = self.engine.execution_options(**{_IMMEDIATE: True}) if self.is_sqlite else self.engine
+        self._write = sessionmaker(self._writer, expire_on_commit=False)
 
     def session(self) -> Session:
         """A session for reading (it may write too, but then races other writers on SQLite)."""
@@ -65,6 +65,12 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction, for hot paths where the ORM costs too much."""
+        with self._writer.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
