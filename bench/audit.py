@@ -34,8 +34,15 @@ PG_ADMIN = os.environ.get("PSCS_TEST_PG_URL", "postgresql+psycopg://postgres@127
 
 def append_rate(rt: Runtime, events: int, threads: int) -> float:
     def one(i: int) -> int:
-        return rt.audit.record("video.playback.start", ACTOR, object_type="camera", object_id=i % 50,
-                               clauses=("U1",), purpose_session_id=i % 7, details={"from": i, "to": i + 10})
+        return rt.audit.record(
+            "video.playback.start",
+            ACTOR,
+            object_type="camera",
+            object_id=i % 50,
+            clauses=("U1",),
+            purpose_session_id=i % 7,
+            details={"from": i, "to": i + 10},
+        )
 
     start = time.perf_counter()
     if threads == 1:
@@ -49,13 +56,27 @@ def append_rate(rt: Runtime, events: int, threads: int) -> float:
 
 def plain_insert_rate(rt: Runtime, events: int) -> float:
     """Baseline: the same row, no chain, one transaction each, through SQLAlchemy Core."""
-    columns = [Column(c.name, c.type, primary_key=c.primary_key, autoincrement=False)
-               for c in AuditEventRow.__table__.columns]
+    columns = [
+        Column(c.name, c.type, primary_key=c.primary_key, autoincrement=False) for c in AuditEventRow.__table__.columns
+    ]
     table = Table("bench_plain", MetaData(), *columns)
     table.create(rt.db.engine)
-    row = {"ts_us": 0, "actor_id": 42, "actor": "bench-user", "source_ip": "192.0.2.10", "user_agent": "x",
-           "action": "video.playback.start", "object_type": "camera", "object_id": "1", "purpose_session_id": 1,
-           "clauses": "U1", "outcome": "allowed", "details": "{}", "prev_hash": "0" * 64, "hash": "0" * 64}
+    row = {
+        "ts_us": 0,
+        "actor_id": 42,
+        "actor": "bench-user",
+        "source_ip": "192.0.2.10",
+        "user_agent": "x",
+        "action": "video.playback.start",
+        "object_type": "camera",
+        "object_id": "1",
+        "purpose_session_id": 1,
+        "clauses": "U1",
+        "outcome": "allowed",
+        "details": "{}",
+        "prev_hash": "0" * 64,
+        "hash": "0" * 64,
+    }
     start = time.perf_counter()
     for i in range(events):
         with rt.db.write() as s:
@@ -73,8 +94,21 @@ def bulk_chain(rt: Runtime, n: int) -> None:
         first, prev = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
         n += first
         for seq in range(first + 1, n + 1):
-            values = [seq, base_ts + seq, 42, "bench-user", "192.0.2.10", "Mozilla/5.0", "video.live.start",
-                      "camera", str(seq % 50), seq % 7, "U1", "allowed", canonical_details({"n": seq})]
+            values = [
+                seq,
+                base_ts + seq,
+                42,
+                "bench-user",
+                "192.0.2.10",
+                "Mozilla/5.0",
+                "video.live.start",
+                "camera",
+                str(seq % 50),
+                seq % 7,
+                "U1",
+                "allowed",
+                canonical_details({"n": seq}),
+            ]
             h = event_hash(prev, values)
             batch.append(dict(zip(FIELDS, values, strict=True)) | {"prev_hash": prev, "hash": h})
             prev = h
@@ -85,15 +119,20 @@ def bulk_chain(rt: Runtime, n: int) -> None:
             conn.execute(insert(AuditEventRow.__table__), batch)
         ts = base_ts + n + 1
         sig = rt.audit.signer.sign(checkpoint_message(n, prev, ts))
-        conn.execute(insert(AuditCheckpoint.__table__), [{"seq": n, "ts_us": ts, "head_hash": prev,
-                                                          "key_id": rt.audit.signer.key_id, "signature": sig}])
-        conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h, checkpoint_seq = :s, checkpoint_ts_us = :t"),
-                     {"s": n, "h": prev, "t": ts})
+        conn.execute(
+            insert(AuditCheckpoint.__table__),
+            [{"seq": n, "ts_us": ts, "head_hash": prev, "key_id": rt.audit.signer.key_id, "signature": sig}],
+        )
+        conn.execute(
+            text("UPDATE audit_head SET seq = :s, hash = :h, checkpoint_seq = :s, checkpoint_ts_us = :t"),
+            {"s": n, "h": prev, "t": ts},
+        )
 
 
 def fresh_runtime(tmp: Path, url: str | None) -> Runtime:
-    return init_installation(Settings(data_dir=tmp / secrets.token_hex(4), database_url=url),
-                             admin_password="bench-password-123").runtime
+    return init_installation(
+        Settings(data_dir=tmp / secrets.token_hex(4), database_url=url), admin_password="bench-password-123"  # noqa: S106
+    ).runtime
 
 
 def pg_database() -> tuple[str, callable]:
@@ -141,8 +180,10 @@ def main() -> None:
             result = verify_database(rt.db, rt.audit_public_key_path.read_bytes())
             elapsed = time.perf_counter() - start
             assert result.ok and result.events_checked >= args.verify, result
-            print(f"{name:<11} verify {args.verify:,} events: {elapsed:.2f} s "
-                  f"({args.verify / elapsed:,.0f} events/s; goal < 10 s)")
+            print(
+                f"{name:<11} verify {args.verify:,} events: {elapsed:.2f} s "
+                f"({args.verify / elapsed:,.0f} events/s; goal < 10 s)"
+            )
             rt.close()
         drop()
 

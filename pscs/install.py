@@ -91,8 +91,12 @@ def init_installation(
         password=password,
     )
     runtime.audit.record(
-        "system.init", actor, object_type="installation", object_id=str(settings.data_dir),
-        clauses=("M1",), details={"profile": runtime.profile.profile_id, "database": runtime.db.engine.dialect.name},
+        "system.init",
+        actor,
+        object_type="installation",
+        object_id=str(settings.data_dir),
+        clauses=("M1",),
+        details={"profile": runtime.profile.profile_id, "database": runtime.db.engine.dialect.name},
     )
     runtime.audit.checkpoint()
     return InitResult(runtime, admin_username, password)

@@ -26,8 +26,7 @@ class CoreCollector(Collector):
             active_users = s.scalar(select(func.count()).select_from(User).where(User.disabled.is_(False)))
         yield GaugeMetricFamily("pscs_audit_events", "Events in the audit trail", value=head.seq if head else 0)
         age = (now_us() - head.checkpoint_ts_us) / 1e6 if head else 0.0
-        yield GaugeMetricFamily("pscs_audit_checkpoint_age_seconds", "Time since the last signed checkpoint",
-                                value=age)
+        yield GaugeMetricFamily("pscs_audit_checkpoint_age_seconds", "Time since the last signed checkpoint", value=age)
         yield GaugeMetricFamily("pscs_users_active", "Enabled user accounts", value=active_users or 0)
 
 

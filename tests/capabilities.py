@@ -34,13 +34,28 @@ def postgres_problem() -> str | None:
 @cache
 def gstreamer_problem() -> str | None:
     if not shutil.which("gst-launch-1.0"):
-        return "GStreamer is not installed (Debian: gstreamer1.0-tools gstreamer1.0-plugins-{base,good,bad} gstreamer1.0-libav)"
-    probe = subprocess.run(
-        ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"],
-        capture_output=True, check=False,
-    ) if os.path.exists("/usr/bin/python3") else None
+        return (
+            "GStreamer is not installed "
+            "(Debian: gstreamer1.0-tools gstreamer1.0-plugins-{base,good,bad} gstreamer1.0-libav)"
+        )
+    probe = (
+        subprocess.run(
+            [
+                "/usr/bin/python3",
+                "-c",
+                "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if os.path.exists("/usr/bin/python3")
+        else None
+    )
     if probe is None or probe.returncode != 0:
-        return "GStreamer's RTSP server is not available to /usr/bin/python3 (Debian: python3-gi gir1.2-gst-rtsp-server-1.0)"
+        return (
+            "GStreamer's RTSP server is not available to /usr/bin/python3 "
+            "(Debian: python3-gi gir1.2-gst-rtsp-server-1.0)"
+        )
     return None
 
 

@@ -21,13 +21,16 @@ def error_of(response) -> dict:
     return body["error"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"username": "x1", "full_name": "X", "roles": ["sheriff"]}, "roles.0"),
-    ({"username": "x1", "roles": ["operator"]}, "full_name"),
-    ({"username": "x1", "full_name": "X", "roles": []}, "roles"),
-    ({"username": "x1", "full_name": "X", "roles": ["operator"], "password": "short"}, "password"),
-    ({"username": "x1", "full_name": "X", "roles": ["operator"], "is_superuser": True}, "is_superuser"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"username": "x1", "full_name": "X", "roles": ["sheriff"]}, "roles.0"),
+        ({"username": "x1", "roles": ["operator"]}, "full_name"),
+        ({"username": "x1", "full_name": "X", "roles": []}, "roles"),
+        ({"username": "x1", "full_name": "X", "roles": ["operator"], "password": "short"}, "password"),
+        ({"username": "x1", "full_name": "X", "roles": ["operator"], "is_superuser": True}, "is_superuser"),
+    ],
+)
 def test_invalid_user_is_refused_with_the_field_named(sqlite_runtime, admin, body, field):
     before = len(auth.list_users(sqlite_runtime))
     response = admin.post("/api/v1/users", json=body, headers={"x-csrf-token": csrf_of(admin)})
@@ -39,8 +42,11 @@ def test_invalid_user_is_refused_with_the_field_named(sqlite_runtime, admin, bod
 
 def test_domain_rule_violation_is_a_clear_4xx(sqlite_runtime, admin):
     token = csrf_of(admin)
-    bad_name = admin.post("/api/v1/users", json={"username": "Bad Name!", "full_name": "B", "roles": ["operator"]},
-                          headers={"x-csrf-token": token})
+    bad_name = admin.post(
+        "/api/v1/users",
+        json={"username": "Bad Name!", "full_name": "B", "roles": ["operator"]},
+        headers={"x-csrf-token": token},
+    )
     assert bad_name.status_code == 422 and "username" in error_of(bad_name)["message"]
     missing = admin.patch("/api/v1/users/ghost", json={"disabled": True}, headers={"x-csrf-token": token})
     assert missing.status_code == 404 and "ghost" in error_of(missing)["message"]
@@ -48,8 +54,9 @@ def test_domain_rule_violation_is_a_clear_4xx(sqlite_runtime, admin):
 
 def test_malformed_json_and_unknown_routes(admin):
     token = csrf_of(admin)
-    broken = admin.post("/api/v1/users", content=b"{not json", headers={"x-csrf-token": token,
-                                                                         "content-type": "application/json"})
+    broken = admin.post(
+        "/api/v1/users", content=b"{not json", headers={"x-csrf-token": token, "content-type": "application/json"}
+    )
     assert broken.status_code == 422
     error_of(broken)
     assert admin.get("/api/v1/nothing-here").status_code in (403, 404)
@@ -78,8 +85,9 @@ def test_session_cookie_flags(sqlite_runtime):
     import re
 
     token = re.search(r'name="login_csrf" value="([^"]+)"', page).group(1)
-    response = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "login_csrf": token},
-                           follow_redirects=False)
+    response = client.post(
+        "/login", data={"username": "admin", "password": ADMIN_PASSWORD, "login_csrf": token}, follow_redirects=False
+    )
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
 

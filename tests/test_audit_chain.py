@@ -7,24 +7,40 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from pscs.audit.chain import FIELDS, GENESIS_HASH, Checkpoint, canonical_details, checkpoint_message, event_hash, verify_rows
+from pscs.audit.chain import (
+    FIELDS,
+    GENESIS_HASH,
+    Checkpoint,
+    canonical_details,
+    checkpoint_message,
+    event_hash,
+    verify_rows,
+)
 from pscs.audit.events import Actor, Outcome
 from pscs.audit.log import verify_database
 from pscs.signing import Signer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ALICE = Actor("alice", 7, "10.0.0.5", "Mozilla/5.0")
 
 
 def fill(rt, n: int) -> None:
     for i in range(n):
-        rt.audit.record("video.live.start", ALICE, Outcome.ALLOWED, object_type="camera", object_id=i % 3,
-                        clauses=("U1",), purpose_session_id=1, details={"i": i, "note": "naïve ✓"})
+        rt.audit.record(
+            "video.live.start",
+            ALICE,
+            Outcome.ALLOWED,
+            object_type="camera",
+            object_id=i % 3,
+            clauses=("U1",),
+            purpose_session_id=1,
+            details={"i": i, "note": "naïve ✓"},
+        )
 
 
 def drop_triggers(rt) -> None:
@@ -54,7 +70,10 @@ def test_M1_intact_trail_verifies(runtime):
 
 def test_M1_database_refuses_update_and_delete(runtime):
     fill(runtime, 3)
-    for statement in ("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_events WHERE seq = 2"):
+    for statement in (
+        "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 2",
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             sql(runtime, statement)
     assert verify(runtime).ok
@@ -92,10 +111,13 @@ def test_M1_inserted_row_is_named(runtime):
     last = runtime.audit.search(limit=1)[0].seq
     for seq in range(last, 4, -1):
         sql(runtime, "UPDATE audit_events SET seq = :new WHERE seq = :old", new=seq + 1, old=seq)
-    sql(runtime, "INSERT INTO audit_events (seq, ts_us, actor_id, actor, source_ip, user_agent, action, object_type, "
-                 "object_id, purpose_session_id, clauses, outcome, details, prev_hash, hash) SELECT 5, ts_us, actor_id, "
-                 "'mallory', source_ip, user_agent, 'user.create', object_type, object_id, purpose_session_id, clauses, "
-                 "outcome, details, hash, hash FROM audit_events WHERE seq = 4")
+    sql(
+        runtime,
+        "INSERT INTO audit_events (seq, ts_us, actor_id, actor, source_ip, user_agent, action, object_type, "
+        "object_id, purpose_session_id, clauses, outcome, details, prev_hash, hash) SELECT 5, ts_us, actor_id, "
+        "'mallory', source_ip, user_agent, 'user.create', object_type, object_id, purpose_session_id, clauses, "
+        "outcome, details, hash, hash FROM audit_events WHERE seq = 4",
+    )
     result = verify(runtime)
     assert not result.ok and result.first_bad_seq == 5
 
@@ -121,8 +143,10 @@ def test_M1_rewritten_chain_is_caught_by_signed_checkpoint(runtime):
         prev = GENESIS_HASH
         for row in rows:
             new = event_hash(prev, list(row))
-            conn.execute(text("UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s"),
-                         {"p": prev, "h": new, "s": row[0]})
+            conn.execute(
+                text("UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"p": prev, "h": new, "s": row[0]},
+            )
             prev = new
         conn.execute(text("UPDATE audit_head SET hash = :h"), {"h": prev})
     result = verify(runtime)
@@ -134,12 +158,16 @@ def test_M1_cli_verify_exits_nonzero_naming_the_seq(sqlite_runtime, monkeypatch)
     rt = sqlite_runtime
     fill(rt, 5)
     env = {"PSCS_DATA_DIR": str(rt.settings.data_dir), "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([sys.executable, "-m", "pscs.cli.main", "audit", "verify"], env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "pscs.cli.main", "audit", "verify"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "intact" in ok.stdout
     drop_triggers(rt)
     sql(rt, "UPDATE audit_events SET details = '{}' WHERE seq = 4")
-    bad = subprocess.run([sys.executable, "-m", "pscs.cli.main", "audit", "verify"], env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "pscs.cli.main", "audit", "verify"], env=env, capture_output=True, text=True
+    )
     assert bad.returncode == 3
     assert "seq 4" in bad.stderr
 
@@ -156,20 +184,37 @@ def test_M1_concurrent_appends_form_one_chain(sqlite_runtime):
 
 # Property test over the pure chain functions: random streams, one random tampering. ------------
 KEY = Signer(Ed25519PrivateKey.generate())
-event_values = st.fixed_dictionaries({
-    "actor": st.text(min_size=1, max_size=12),
-    "action": st.sampled_from(["auth.login", "video.live.start", "user.create", "audit.export"]),
-    "outcome": st.sampled_from(["allowed", "denied", "error"]),
-    "object_id": st.one_of(st.none(), st.text(max_size=8)),
-    "details": st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=3),
-})
+event_values = st.fixed_dictionaries(
+    {
+        "actor": st.text(min_size=1, max_size=12),
+        "action": st.sampled_from(["auth.login", "video.live.start", "user.create", "audit.export"]),
+        "outcome": st.sampled_from(["allowed", "denied", "error"]),
+        "object_id": st.one_of(st.none(), st.text(max_size=8)),
+        "details": st.dictionaries(
+            st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=3
+        ),
+    }
+)
 
 
 def build_chain(events: list[dict]) -> tuple[list[tuple], list[Checkpoint], tuple[int, str]]:
     rows, prev, checkpoints = [], GENESIS_HASH, []
     for seq, ev in enumerate(events, start=1):
-        values = [seq, 1_700_000_000_000_000 + seq, None, ev["actor"], None, None, ev["action"], None,
-                  ev["object_id"], None, "M1", ev["outcome"], canonical_details(ev["details"])]
+        values = [
+            seq,
+            1_700_000_000_000_000 + seq,
+            None,
+            ev["actor"],
+            None,
+            None,
+            ev["action"],
+            None,
+            ev["object_id"],
+            None,
+            "M1",
+            ev["outcome"],
+            canonical_details(ev["details"]),
+        ]
         h = event_hash(prev, values)
         rows.append((*values, prev, h))
         prev = h

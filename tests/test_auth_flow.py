@@ -140,17 +140,23 @@ def test_U3_acknowledgement_before_first_access_and_yearly(runtime):
     client = sign_in(client_for(rt), "una", acknowledge=False)
     refused = client.get("/api/v1/me")
     assert refused.status_code == 403 and refused.json()["error"]["clause"] == "U3"
-    assert client.get("/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"] == "/acknowledge"
+    assert (
+        client.get("/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"] == "/acknowledge"
+    )
     page = client.get("/acknowledge").text
     assert "Norwich Police Department" in page and "Use Procedures" in page  # the policy itself is shown
     token = field_value(page, "csrf_token")
     no_training = client.post("/acknowledge", data={"typed_name": "Una Tester", "csrf_token": token})
     assert no_training.status_code == 422
-    wrong_name = client.post("/acknowledge", data={"typed_name": "Someone Else", "training_completed": "true",
-                                                   "csrf_token": token})
+    wrong_name = client.post(
+        "/acknowledge", data={"typed_name": "Someone Else", "training_completed": "true", "csrf_token": token}
+    )
     assert wrong_name.status_code == 422
-    ok = client.post("/acknowledge", data={"typed_name": "Una Tester", "training_completed": "true",
-                                           "csrf_token": token}, follow_redirects=False)
+    ok = client.post(
+        "/acknowledge",
+        data={"typed_name": "Una Tester", "training_completed": "true", "csrf_token": token},
+        follow_redirects=False,
+    )
     assert ok.status_code == 303
     assert client.get("/api/v1/me").status_code == 200
     with rt.db.session() as s:

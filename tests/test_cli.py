@@ -13,8 +13,9 @@ import pytest
 
 def pscs(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {"PATH": os.environ["PATH"], "PSCS_DATA_DIR": str(data_dir), "HOME": str(data_dir.parent)} | (env or {})
-    return subprocess.run([sys.executable, "-m", "pscs.cli.main", *args], env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pscs.cli.main", *args], env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -41,8 +42,9 @@ def test_commands_before_init_say_what_to_do(data_dir):
 
 def test_user_lifecycle(data_dir):
     assert pscs(data_dir, "init").returncode == 0
-    added = pscs(data_dir, "user", "add", "ingrid", "--name", "Ingrid Case", "--role", "investigator",
-                 "--role", "supervisor")
+    added = pscs(
+        data_dir, "user", "add", "ingrid", "--name", "Ingrid Case", "--role", "investigator", "--role", "supervisor"
+    )
     assert added.returncode == 0, added.stderr
     assert "one-time password" in added.stdout
     duplicate = pscs(data_dir, "user", "add", "ingrid", "--name", "X", "--role", "operator")

@@ -29,13 +29,16 @@ def test_S1_U1_U2_norwich_defaults():
     assert profile.security.idle_lock_minutes == 30
 
 
-@pytest.mark.parametrize(("path", "value", "field"), [
-    (("retention", "recording_days"), 0, "retention.recording_days"),
-    (("audit", "retention_days"), 90, "audit.retention_days"),
-    (("security", "idle_lock_minutes"), 45, "security.idle_lock_minutes"),
-    (("approvals", "storage_request"), ["sheriff"], "approvals.storage_request.0"),
-    (("purposes",), [], "purposes"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("retention", "recording_days"), 0, "retention.recording_days"),
+        (("audit", "retention_days"), 90, "audit.retention_days"),
+        (("security", "idle_lock_minutes"), 45, "security.idle_lock_minutes"),
+        (("approvals", "storage_request"), ["sheriff"], "approvals.storage_request.0"),
+        (("purposes",), [], "purposes"),
+    ],
+)
 def test_bad_profile_names_the_field(path, value, field):
     data = norwich()
     target = data
@@ -93,7 +96,9 @@ def test_CJIS_lockout_decision():
         assert locked is None
     attempts, locked = decisions.after_failed_attempt(attempts, NOW, profile)
     assert locked == NOW + timedelta(minutes=10) and attempts == 0
-    assert decisions.is_locked(locked, NOW + timedelta(minutes=9)) and not decisions.is_locked(locked, NOW + timedelta(minutes=10))
+    assert decisions.is_locked(locked, NOW + timedelta(minutes=9)) and not decisions.is_locked(
+        locked, NOW + timedelta(minutes=10)
+    )
 
 
 def test_CJIS_session_status_decision():
@@ -101,7 +106,10 @@ def test_CJIS_session_status_decision():
     s = decisions.session_status
     assert s(NOW, NOW, NOW + timedelta(minutes=29), profile) is decisions.SessionStatus.ACTIVE
     assert s(NOW, NOW, NOW + timedelta(minutes=30), profile) is decisions.SessionStatus.IDLE_LOCKED
-    assert s(NOW, NOW + timedelta(hours=11, minutes=59), NOW + timedelta(hours=12), profile) is decisions.SessionStatus.EXPIRED
+    assert (
+        s(NOW, NOW + timedelta(hours=11, minutes=59), NOW + timedelta(hours=12), profile)
+        is decisions.SessionStatus.EXPIRED
+    )
 
 
 def test_U3_acknowledgement_decision():

@@ -71,8 +71,9 @@ def test_route_role_matrix(runtime, clients_by_role):
         headers = {"x-csrf-token": csrf_of(client)} if who != "anonymous" else {}
         for method, path, route in all_routes(app):
             rule = rule_of(route.endpoint)
-            response = client.request(method, concrete(path), headers=headers, json={} if method != "GET" else None,
-                                      follow_redirects=False)
+            response = client.request(
+                method, concrete(path), headers=headers, json={} if method != "GET" else None, follow_redirects=False
+            )
             if rule.kind is Kind.PUBLIC:
                 expected_open = True
             elif who == "anonymous":
@@ -85,8 +86,10 @@ def test_route_role_matrix(runtime, clients_by_role):
                 expected_open = who in rule.roles
             denied = response.status_code in (401, 403)
             if expected_open == denied:
-                failures.append(f"{who:17} {method:6} {path}: {response.status_code} "
-                                f"(expected {'open' if expected_open else 'denied'})")
+                failures.append(
+                    f"{who:17} {method:6} {path}: {response.status_code} "
+                    f"(expected {'open' if expected_open else 'denied'})"
+                )
     assert failures == [], "\n".join(failures)
 
 

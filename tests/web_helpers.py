@@ -57,42 +57,68 @@ def client_for(rt: Runtime) -> TestClient:
 
 
 def make_user(rt: Runtime, username: str, roles: list[str], password: str = PASSWORD) -> None:
-    auth.create_user(rt, Actor.system("test-setup"), username=username, full_name=f"{username.title()} Tester",
-                     roles=roles, password=password)
+    auth.create_user(
+        rt,
+        Actor.system("test-setup"),
+        username=username,
+        full_name=f"{username.title()} Tester",
+        roles=roles,
+        password=password,
+    )
 
 
 def submit_password(client: TestClient, username: str, password: str):  # noqa: ANN201
     page = client.get("/login").text
-    return client.post("/login", data={"username": username, "password": password,
-                                       "login_csrf": field_value(page, "login_csrf")}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "login_csrf": field_value(page, "login_csrf")},
+        follow_redirects=False,
+    )
 
 
-def sign_in(client: TestClient, username: str, password: str = PASSWORD, *, acknowledge: bool = True,
-            new_password: str | None = None) -> TestClient:
+def sign_in(
+    client: TestClient,
+    username: str,
+    password: str = PASSWORD,
+    *,
+    acknowledge: bool = True,
+    new_password: str | None = None,
+) -> TestClient:
     """The whole flow: password, MFA (enrolling on first use), password change, U3."""
     response = submit_password(client, username, password)
     assert response.status_code == 303, response.text
     page = client.get("/mfa").text
     if 'id="totp-secret"' in page:
         PHONE.secrets[username] = element_text(page, "totp-secret")
-    response = client.post("/mfa", data={"code": PHONE.code(username), "csrf_token": field_value(page, "csrf_token")},
-                           follow_redirects=False)
+    response = client.post(
+        "/mfa",
+        data={"code": PHONE.code(username), "csrf_token": field_value(page, "csrf_token")},
+        follow_redirects=False,
+    )
     assert response.status_code == 303 and response.headers["location"] == "/", response.text
     home = client.get("/", headers=HTML, follow_redirects=False)
     if home.status_code == 303 and home.headers["location"] == "/account/password":
         page = client.get("/account/password").text
-        response = client.post("/account/password", data={
-            "current_password": password, "new_password": new_password or password + "-new",
-            "confirm_password": new_password or password + "-new", "csrf_token": field_value(page, "csrf_token"),
-        }, follow_redirects=False)
+        response = client.post(
+            "/account/password",
+            data={
+                "current_password": password,
+                "new_password": new_password or password + "-new",
+                "confirm_password": new_password or password + "-new",
+                "csrf_token": field_value(page, "csrf_token"),
+            },
+            follow_redirects=False,
+        )
         assert response.status_code == 303, response.text
         home = client.get("/", headers=HTML, follow_redirects=False)
     if acknowledge and home.status_code == 303 and home.headers["location"] == "/acknowledge":
         page = client.get("/acknowledge").text
         me_name = html.unescape(re.search(r"Type your full name \((.*?)\)", page).group(1))
-        response = client.post("/acknowledge", data={"typed_name": me_name, "training_completed": "true",
-                                                     "csrf_token": field_value(page, "csrf_token")},
-                               follow_redirects=False)
+        response = client.post(
+            "/acknowledge",
+            data={"typed_name": me_name, "training_completed": "true", "csrf_token": field_value(page, "csrf_token")},
+            follow_redirects=False,
+        )
         assert response.status_code == 303, response.text
     return client
 

@@ -125,8 +125,11 @@ def verify_rows(
             break
         if seen != cp.head_hash:
             problems.append(
-                (good_cp + 1, f"events {good_cp + 1}..{cp.seq} were rewritten: the signed checkpoint "
-                 f"at {cp.seq} does not match the chain")
+                (
+                    good_cp + 1,
+                    f"events {good_cp + 1}..{cp.seq} were rewritten: the signed checkpoint "
+                    f"at {cp.seq} does not match the chain",
+                )
             )
             break
         good_cp = cp.seq

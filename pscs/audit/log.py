@@ -130,6 +130,7 @@ class AuditLog:
             mark = "?" if self.db.engine.dialect.paramstyle == "qmark" else "%s"
             columns = (*FIELDS, "prev_hash", "hash")
             lock = "" if self.db.is_sqlite else " FOR UPDATE"
+            # Only fixed column names and placeholders are interpolated; values are bound.
             self._sql = (
                 f"SELECT seq, hash, checkpoint_seq, checkpoint_ts_us FROM audit_head WHERE id = 1{lock}",
                 f"INSERT INTO audit_events ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",

@@ -31,7 +31,7 @@ TOTP_ISSUER = "pscs"
 
 
 class Stage:
-    PASSWORD = "password"  # password accepted, second factor outstanding
+    PASSWORD = "password"  # noqa: S105 - a stage name: password accepted, second factor outstanding
     FULL = "full"  # both factors
 
 
@@ -59,9 +59,7 @@ def _get_user(session, username: str) -> User:  # noqa: ANN001 - SQLAlchemy sess
 
 
 # Account management -----------------------------------------------------------------------
-def create_user(
-    rt: Runtime, actor: Actor, *, username: str, full_name: str, roles: list[str], password: str
-) -> User:
+def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, roles: list[str], password: str) -> User:
     if not _USERNAME.match(username):
         raise InvalidInput("username must be 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
     if not full_name.strip():
@@ -84,7 +82,11 @@ def create_user(
         s.flush()
         user_id = user.id
     rt.audit.record(
-        "user.create", actor, object_type="user", object_id=user_id, clauses=("M1",),
+        "user.create",
+        actor,
+        object_type="user",
+        object_id=user_id,
+        clauses=("M1",),
         details={"username": username, "roles": roles},
     )
     return user
@@ -132,16 +134,30 @@ def update_user(
                 _end_sessions(s, user.id, "account disabled")
         user_id = user.id
     if roles is not None and roles != before:
-        rt.audit.record("user.roles.change", actor, object_type="user", object_id=user_id, clauses=("M1",),
-                        details={"username": username, "before": before, "after": roles})
+        rt.audit.record(
+            "user.roles.change",
+            actor,
+            object_type="user",
+            object_id=user_id,
+            clauses=("M1",),
+            details={"username": username, "before": before, "after": roles},
+        )
     if disabled is not None:
-        rt.audit.record("user.disable" if disabled else "user.enable", actor, object_type="user",
-                        object_id=user_id, clauses=("M1",), details={"username": username})
+        rt.audit.record(
+            "user.disable" if disabled else "user.enable",
+            actor,
+            object_type="user",
+            object_id=user_id,
+            clauses=("M1",),
+            details={"username": username},
+        )
 
 
 def _refuse_removing_last_admin(s, user: User) -> None:  # noqa: ANN001
     admins = s.scalar(
-        select(func.count()).select_from(UserRole).join(User)
+        select(func.count())
+        .select_from(UserRole)
+        .join(User)
         .where(UserRole.role == "admin", User.disabled.is_(False), User.id != user.id)
     )
     if not admins:
@@ -245,14 +261,26 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
     actor = Actor(username, user_id, actor.source_ip, actor.user_agent)
     if reason is not None:
         rt.audit.record(
-            "auth.login.password", actor, Outcome.DENIED, object_type="user", object_id=user_id,
-            clauses=(decisions.LOCKOUT,), details=outcome_details | {"reason": reason},
+            "auth.login.password",
+            actor,
+            Outcome.DENIED,
+            object_type="user",
+            object_id=user_id,
+            clauses=(decisions.LOCKOUT,),
+            details=outcome_details | {"reason": reason},
         )
         if locked_now:
             rt.audit.record(
-                "auth.account.locked", actor, Outcome.DENIED, object_type="user", object_id=user_id,
+                "auth.account.locked",
+                actor,
+                Outcome.DENIED,
+                object_type="user",
+                object_id=user_id,
                 clauses=(decisions.LOCKOUT,),
-                details={"minutes": rt.profile.security.lockout_minutes, "attempts": rt.profile.security.lockout_attempts},
+                details={
+                    "minutes": rt.profile.security.lockout_minutes,
+                    "attempts": rt.profile.security.lockout_attempts,
+                },
             )
         raise AuthenticationFailed(_GENERIC_FAILURE)
     rt.audit.record("auth.login.password", actor, object_type="user", object_id=user_id, details=outcome_details)
@@ -266,8 +294,12 @@ def _open_session(s, user: User, stage: str, actor: Actor) -> NewSession:  # noq
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     row = WebSession(
-        token_hash=_token_hash(token), user_id=user.id, stage=stage, csrf_token=csrf,
-        source_ip=actor.source_ip, user_agent=(actor.user_agent or "")[:400] or None,
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        stage=stage,
+        csrf_token=csrf,
+        source_ip=actor.source_ip,
+        user_agent=(actor.user_agent or "")[:400] or None,
     )
     s.add(row)
     s.flush()
@@ -319,7 +351,9 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
         assert user is not None
         secret = totp_secret(rt, user)
         locked = decisions.is_locked(user.locked_until, now)
-        step = None if (secret is None or locked or user.disabled) else _check_totp(secret, code, user.last_totp_step, now)
+        step = (
+            None if (secret is None or locked or user.disabled) else _check_totp(secret, code, user.last_totp_step, now)
+        )
         enrolling = not user.mfa_enrolled
         locked_now = False
         if step is None:
@@ -337,11 +371,24 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
     actor = Actor(actor.username, user_id, actor.source_ip, actor.user_agent)
     action = "auth.mfa.enrol" if enrolling else "auth.login.mfa"
     if step is None:
-        rt.audit.record(action, actor, Outcome.DENIED, object_type="user", object_id=user_id,
-                        clauses=(decisions.LOCKOUT,), details={"reason": "locked" if locked else "wrong code"})
+        rt.audit.record(
+            action,
+            actor,
+            Outcome.DENIED,
+            object_type="user",
+            object_id=user_id,
+            clauses=(decisions.LOCKOUT,),
+            details={"reason": "locked" if locked else "wrong code"},
+        )
         if locked_now:
-            rt.audit.record("auth.account.locked", actor, Outcome.DENIED, object_type="user", object_id=user_id,
-                            clauses=(decisions.LOCKOUT,))
+            rt.audit.record(
+                "auth.account.locked",
+                actor,
+                Outcome.DENIED,
+                object_type="user",
+                object_id=user_id,
+                clauses=(decisions.LOCKOUT,),
+            )
         raise AuthenticationFailed("the code is wrong or expired" if not (locked or locked_now) else _GENERIC_FAILURE)
     rt.audit.record(action, actor, object_type="user", object_id=user_id)
 
@@ -384,8 +431,17 @@ def resume_session(rt: Runtime, token: str, *, touch: bool = True) -> SessionVie
         user = s.get(User, ws.user_id)
         assert user is not None
         status = decisions.session_status(ws.created_at, ws.last_seen_at, now, rt.profile)
-        view = SessionView(ws.id, user.id, user.username, user.full_name, user.role_names, ws.stage,
-                           ws.csrf_token, user.must_change_password, user.mfa_enrolled)
+        view = SessionView(
+            ws.id,
+            user.id,
+            user.username,
+            user.full_name,
+            user.role_names,
+            ws.stage,
+            ws.csrf_token,
+            user.must_change_password,
+            user.mfa_enrolled,
+        )
         disabled, source_ip, last_seen = user.disabled, ws.source_ip, ws.last_seen_at
     if status is decisions.SessionStatus.ACTIVE and not disabled:
         if touch and now - last_seen >= TOUCH_EVERY:
@@ -394,10 +450,19 @@ def resume_session(rt: Runtime, token: str, *, touch: bool = True) -> SessionVie
         return view
     reason = "account disabled" if disabled else str(status)
     with rt.db.write() as s:
-        s.execute(update(WebSession).where(WebSession.id == view.session_id, WebSession.ended_at.is_(None))
-                  .values(ended_at=now, end_reason=reason))
-    rt.audit.record("auth.session.end", Actor(view.username, view.user_id, source_ip), object_type="session",
-                    object_id=view.session_id, clauses=(decisions.SESSION_LOCK,), details={"reason": reason})
+        s.execute(
+            update(WebSession)
+            .where(WebSession.id == view.session_id, WebSession.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )
+    rt.audit.record(
+        "auth.session.end",
+        Actor(view.username, view.user_id, source_ip),
+        object_type="session",
+        object_id=view.session_id,
+        clauses=(decisions.SESSION_LOCK,),
+        details={"reason": reason},
+    )
     if status is decisions.SessionStatus.IDLE_LOCKED:
         raise SessionEnded("your session was locked after inactivity; sign in again", reason)
     raise SessionEnded("your session has ended; sign in again", reason)
@@ -424,12 +489,17 @@ def _end_sessions(s, user_id: int, reason: str) -> None:  # noqa: ANN001
 def acknowledgement_status(rt: Runtime, user_id: int) -> decisions.Decision:
     with rt.db.session() as s:
         last = s.scalar(
-            select(PolicyAcknowledgement).where(PolicyAcknowledgement.user_id == user_id)
-            .order_by(PolicyAcknowledgement.acknowledged_at.desc()).limit(1)
+            select(PolicyAcknowledgement)
+            .where(PolicyAcknowledgement.user_id == user_id)
+            .order_by(PolicyAcknowledgement.acknowledged_at.desc())
+            .limit(1)
         )
     return decisions.acknowledgement(
-        last.acknowledged_at if last else None, last.profile_digest if last else None,
-        profile_digest(rt.profile), utcnow(), rt.profile,
+        last.acknowledged_at if last else None,
+        last.profile_digest if last else None,
+        profile_digest(rt.profile),
+        utcnow(),
+        rt.profile,
     )
 
 
@@ -442,11 +512,26 @@ def acknowledge_policy(rt: Runtime, actor: Actor, user_id: int, *, typed_name: s
             raise NotFound("no such user")
         if typed_name.strip().casefold() != user.full_name.casefold():
             raise InvalidInput("type your full name exactly as it appears on your account to sign")
-        s.add(PolicyAcknowledgement(
-            user_id=user_id, profile_id=rt.profile.profile_id, policy_version=rt.profile.policy_version,
-            profile_digest=profile_digest(rt.profile), training_completed=True, typed_name=typed_name.strip(),
-            source_ip=actor.source_ip,
-        ))
-    rt.audit.record("policy.acknowledge", actor, object_type="user", object_id=user_id, clauses=("U3",),
-                    details={"profile": rt.profile.profile_id, "version": rt.profile.policy_version,
-                             "digest": profile_digest(rt.profile)})
+        s.add(
+            PolicyAcknowledgement(
+                user_id=user_id,
+                profile_id=rt.profile.profile_id,
+                policy_version=rt.profile.policy_version,
+                profile_digest=profile_digest(rt.profile),
+                training_completed=True,
+                typed_name=typed_name.strip(),
+                source_ip=actor.source_ip,
+            )
+        )
+    rt.audit.record(
+        "policy.acknowledge",
+        actor,
+        object_type="user",
+        object_id=user_id,
+        clauses=("U3",),
+        details={
+            "profile": rt.profile.profile_id,
+            "version": rt.profile.policy_version,
+            "digest": profile_digest(rt.profile),
+        },
+    )

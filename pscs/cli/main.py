@@ -53,8 +53,9 @@ def open_runtime() -> Runtime:
 def init(
     admin_username: Annotated[str, typer.Option(help="First administrator's user name")] = "admin",
     admin_name: Annotated[str, typer.Option(help="First administrator's full name")] = "System Administrator",
-    admin_password: Annotated[str | None, typer.Option(envvar="PSCS_ADMIN_PASSWORD",
-                                                       help="Default: a generated one-time password")] = None,
+    admin_password: Annotated[
+        str | None, typer.Option(envvar="PSCS_ADMIN_PASSWORD", help="Default: a generated one-time password")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing installation (destroys it)")] = False,
 ) -> None:
     """Create the data folder, database, signing keys and the first administrator."""
@@ -62,13 +63,21 @@ def init(
 
     settings = get_settings()
     try:
-        result = init_installation(settings, admin_username=admin_username, admin_full_name=admin_name,
-                                   admin_password=admin_password, force=force, actor=cli_actor())
+        result = init_installation(
+            settings,
+            admin_username=admin_username,
+            admin_full_name=admin_name,
+            admin_password=admin_password,
+            force=force,
+            actor=cli_actor(),
+        )
     except (AlreadyInitialised, ProfileError, PscsError) as exc:
         raise fail(str(exc)) from exc
     result.runtime.close()
-    console.print(f"Initialised pscs in [bold]{settings.data_dir.resolve()}[/] "
-                  f"(database: {settings.public_dict()['database_url']})")
+    console.print(
+        f"Initialised pscs in [bold]{settings.data_dir.resolve()}[/] "
+        f"(database: {settings.public_dict()['database_url']})"
+    )
     _print_admin_password(result.admin_username, result.admin_password, shown=admin_password is None)
 
 
@@ -131,8 +140,9 @@ def user_add(
     username: str,
     name: Annotated[str, typer.Option("--name", help="Full name")],
     role: Annotated[list[str], typer.Option("--role", help=f"Repeat for several: {', '.join(ROLES)}")],
-    password: Annotated[str | None, typer.Option(envvar="PSCS_NEW_USER_PASSWORD",
-                                                 help="Default: a generated one-time password")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="PSCS_NEW_USER_PASSWORD", help="Default: a generated one-time password")
+    ] = None,
 ) -> None:
     """Add a user; prints a one-time password unless one is given."""
     from pscs.auth import service as auth
@@ -153,9 +163,18 @@ def user_list() -> None:
     rt = open_runtime()
     table = Table("user", "name", "roles", "MFA", "state")
     for u in auth.list_users(rt):
-        state = "disabled" if u.disabled else ("locked" if u.locked_until and u.locked_until > datetime.now(u.locked_until.tzinfo) else "active")
-        table.add_row(u.username, u.full_name, ", ".join(sorted(u.role_names)),
-                      "enrolled" if u.mfa_enrolled else "not enrolled", state)
+        state = (
+            "disabled"
+            if u.disabled
+            else ("locked" if u.locked_until and u.locked_until > datetime.now(u.locked_until.tzinfo) else "active")
+        )
+        table.add_row(
+            u.username,
+            u.full_name,
+            ", ".join(sorted(u.role_names)),
+            "enrolled" if u.mfa_enrolled else "not enrolled",
+            state,
+        )
     console.print(table)
 
 
@@ -219,7 +238,9 @@ def policy_show(
 # Audit --------------------------------------------------------------------------------------
 @audit_app.command("verify")
 def audit_verify(
-    public_key: Annotated[Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")
+    ] = None,
 ) -> None:
     """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
     from pscs.audit.log import verify_database
@@ -227,10 +248,16 @@ def audit_verify(
     rt = open_runtime()
     key = (public_key or rt.audit_public_key_path).read_bytes()
     result = verify_database(rt.db, key)
-    rt.audit.record("audit.verify", cli_actor(), clauses=("M1",),
-                    details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked})
+    rt.audit.record(
+        "audit.verify",
+        cli_actor(),
+        clauses=("M1",),
+        details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked},
+    )
     if result.ok:
-        console.print(f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints")
+        console.print(
+            f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints"
+        )
         return
     err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}")
     raise typer.Exit(3)
@@ -250,8 +277,12 @@ def audit_export(
         raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)
     rt = open_runtime()
     since, until = _utc(since), _utc(until)
-    rt.audit.record("audit.export", cli_actor(), clauses=("M1",),
-                    details={"since": str(since), "until": str(until), "format": fmt, "output": str(output or "-")})
+    rt.audit.record(
+        "audit.export",
+        cli_actor(),
+        clauses=("M1",),
+        details={"since": str(since), "until": str(until), "format": fmt, "output": str(output or "-")},
+    )
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         for line in export_lines(rt.audit.iter_range(since, until), fmt):

@@ -51,7 +51,9 @@ class SessionStatus(StrEnum):
     EXPIRED = "expired"
 
 
-def session_status(created_at: datetime, last_seen_at: datetime, now: datetime, profile: PolicyProfile) -> SessionStatus:
+def session_status(
+    created_at: datetime, last_seen_at: datetime, now: datetime, profile: PolicyProfile
+) -> SessionStatus:
     """A session ends after the maximum lifetime, and locks after the idle limit."""
     if now - created_at >= timedelta(hours=profile.security.session_max_hours):
         return SessionStatus.EXPIRED

@@ -139,8 +139,10 @@ def load_profile(path: Path | None = None) -> PolicyProfile:
     try:
         policy_text(profile, path)
     except OSError as exc:
-        raise ProfileError(f"policy profile {path or 'norwich.yaml'} is invalid:\n  policy_text_file: "
-                           f"{profile.policy_text_file} cannot be read ({exc.strerror})") from exc
+        raise ProfileError(
+            f"policy profile {path or 'norwich.yaml'} is invalid:\n  policy_text_file: "
+            f"{profile.policy_text_file} cannot be read ({exc.strerror})"
+        ) from exc
     return profile
 
 

@@ -116,8 +116,13 @@ def runtime_of(request: Request) -> Runtime:
 
 def _deny(request: Request, actor: Actor, status_message: str, clause: str, reason: str) -> PolicyDenied:
     runtime_of(request).audit.record(
-        "access.denied", actor, Outcome.DENIED, object_type="route",
-        object_id=f"{request.method} {request.url.path}", clauses=(clause,), details={"reason": reason},
+        "access.denied",
+        actor,
+        Outcome.DENIED,
+        object_type="route",
+        object_id=f"{request.method} {request.url.path}",
+        clauses=(clause,),
+        details={"reason": reason},
     )
     return PolicyDenied(status_message, clause)
 
@@ -129,8 +134,13 @@ async def enforce_access(request: Request) -> None:
     request.state.user = None
     request.state.actor = anonymous_actor(request)
     if rule is None:
-        raise _deny(request, request.state.actor, "this route has no access rule, so it is closed",
-                    "CJIS-5.5.2", "no access rule (default deny)")
+        raise _deny(
+            request,
+            request.state.actor,
+            "this route has no access rule, so it is closed",
+            "CJIS-5.5.2",
+            "no access rule (default deny)",
+        )
     if rule.kind is Kind.PUBLIC:
         return
     if rule.kind is Kind.LOOPBACK_OR_ROLES and is_loopback(request):
@@ -190,5 +200,10 @@ async def _check_csrf(request: Request, view: auth.SessionView, actor: Actor) ->
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not sent or not secrets.compare_digest(sent, view.csrf_token):
-        raise _deny(request, actor, "the form is stale or forged (CSRF check failed); reload the page",
-                    "CJIS-5.10", "csrf token missing or wrong")
+        raise _deny(
+            request,
+            actor,
+            "the form is stale or forged (CSRF check failed); reload the page",
+            "CJIS-5.10",
+            "csrf token missing or wrong",
+        )

@@ -80,8 +80,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: PscsError) -> Response:
         extra = {"clause": exc.clause} if hasattr(exc, "clause") else {}
         if wants_html(request):
-            return pages.render(request, "error.html", {"status": exc.status, "message": exc.message, **extra},
-                                status_code=exc.status)
+            return pages.render(
+                request, "error.html", {"status": exc.status, "message": exc.message, **extra}, status_code=exc.status
+            )
         return JSONResponse(_error_body(exc.status, exc.code, exc.message, **extra), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -102,15 +103,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             message = f"no such page or resource: {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return JSONResponse(_error_body(exc.status_code, "http_error", message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            _error_body(exc.status_code, "http_error", message),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         reference = secrets.token_hex(6)
         log.exception("unhandled error (reference %s) on %s %s", reference, request.method, request.url.path)
         return JSONResponse(
-            _error_body(500, "internal_error", f"internal error; the administrator can find it in the log "
-                        f"under reference {reference}"),
+            _error_body(
+                500,
+                "internal_error",
+                f"internal error; the administrator can find it in the log under reference {reference}",
+            ),
             status_code=500,
         )

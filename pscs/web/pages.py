@@ -24,10 +24,16 @@ class NavItem:
 
 # One list: a page appears for a user only when one of the user's roles may open it.
 NAVIGATION: tuple[NavItem, ...] = (
-    NavItem("Home", "/", frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"})),
+    NavItem(
+        "Home", "/", frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"})
+    ),
     NavItem("Users", "/admin/users", frozenset({"admin"})),
     NavItem("Audit trail", "/audit", frozenset({"auditor"})),
-    NavItem("Policy", "/policy", frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"})),
+    NavItem(
+        "Policy",
+        "/policy",
+        frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"}),
+    ),
 )
 
 
@@ -35,7 +41,9 @@ def navigation_for(roles: frozenset[str]) -> list[NavItem]:
     return [item for item in NAVIGATION if item.roles & roles]
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
     user = getattr(request.state, "user", None)
     rt = request.app.state.runtime
     base = {

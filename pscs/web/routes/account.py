@@ -36,7 +36,12 @@ def _cookie_secure(request: Request) -> bool:
 
 def _set_session_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_cookie_secure(request), path="/",
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_cookie_secure(request),
+        path="/",
         max_age=runtime_of(request).profile.security.session_max_hours * 3600,
     )
 
@@ -46,8 +51,9 @@ def _set_session_cookie(request: Request, response: Response, token: str) -> Non
 def login_page(request: Request, error: str | None = None) -> Response:
     token = secrets.token_urlsafe(24)
     response = pages.render(request, "login.html", {"login_csrf": token, "error": error})
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        secure=_cookie_secure(request), path="/login")
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_cookie_secure(request), path="/login"
+    )
     return response
 
 
@@ -66,8 +72,12 @@ def login_submit(
     try:
         new = auth.sign_in_password(rt, anonymous_actor(request), username.strip().lower(), password)
     except AuthenticationFailed as exc:
-        return pages.render(request, "login.html", {"login_csrf": login_csrf, "error": exc.message,
-                                                    "username": username}, status_code=401)
+        return pages.render(
+            request,
+            "login.html",
+            {"login_csrf": login_csrf, "error": exc.message, "username": username},
+            status_code=401,
+        )
     response = RedirectResponse("/mfa", status_code=303)
     _set_session_cookie(request, response, new.token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -82,8 +92,7 @@ def mfa_page(request: Request) -> Response:
     context: dict[str, object] = {"enrolling": not view.mfa_enrolled}
     if not view.mfa_enrolled:
         secret, uri = auth.begin_enrolment(rt, view.user_id)
-        context |= {"secret": secret, "otpauth_uri": uri,
-                    "qr_svg": segno.make(uri, error="m").svg_data_uri(scale=4)}
+        context |= {"secret": secret, "otpauth_uri": uri, "qr_svg": segno.make(uri, error="m").svg_data_uri(scale=4)}
     return pages.render(request, "mfa.html", context)
 
 
@@ -102,8 +111,11 @@ def mfa_submit(request: Request, code: Annotated[str, Form(max_length=12)]) -> R
         context: dict[str, object] = {"enrolling": not view.mfa_enrolled, "error": exc.message}
         if not view.mfa_enrolled:
             secret, uri = auth.begin_enrolment(rt, view.user_id)
-            context |= {"secret": secret, "otpauth_uri": uri,
-                        "qr_svg": segno.make(uri, error="m").svg_data_uri(scale=4)}
+            context |= {
+                "secret": secret,
+                "otpauth_uri": uri,
+                "qr_svg": segno.make(uri, error="m").svg_data_uri(scale=4),
+            }
         return pages.render(request, "mfa.html", context, status_code=401)
     return RedirectResponse("/", status_code=303)
 
@@ -137,10 +149,15 @@ def password_submit(
 def acknowledge_page(request: Request) -> Response:
     rt = runtime_of(request)
     status = auth.acknowledgement_status(rt, request.state.user.user_id)
-    return pages.render(request, "acknowledge.html", {
-        "policy_text": policy_text(rt.profile, rt.settings.policy_profile),
-        "reason": status.reason, "profile": rt.profile,
-    })
+    return pages.render(
+        request,
+        "acknowledge.html",
+        {
+            "policy_text": policy_text(rt.profile, rt.settings.policy_profile),
+            "reason": status.reason,
+            "profile": rt.profile,
+        },
+    )
 
 
 @router.post("/acknowledge", include_in_schema=False)
@@ -152,12 +169,25 @@ def acknowledge_submit(
 ) -> Response:
     rt = runtime_of(request)
     try:
-        auth.acknowledge_policy(rt, request.state.actor, request.state.user.user_id,
-                                typed_name=typed_name, training_completed=training_completed)
+        auth.acknowledge_policy(
+            rt,
+            request.state.actor,
+            request.state.user.user_id,
+            typed_name=typed_name,
+            training_completed=training_completed,
+        )
     except PscsError as exc:
-        return pages.render(request, "acknowledge.html", {
-            "policy_text": policy_text(rt.profile, rt.settings.policy_profile), "error": exc.message,
-            "profile": rt.profile, "reason": ""}, status_code=exc.status)
+        return pages.render(
+            request,
+            "acknowledge.html",
+            {
+                "policy_text": policy_text(rt.profile, rt.settings.policy_profile),
+                "error": exc.message,
+                "profile": rt.profile,
+                "reason": "",
+            },
+            status_code=exc.status,
+        )
     return RedirectResponse("/", status_code=303)
 
 

@@ -34,10 +34,16 @@ class UserChange(BaseModel):
 
 
 def user_dict(user: User) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username, "full_name": user.full_name,
-            "roles": sorted(user.role_names), "disabled": user.disabled, "mfa_enrolled": user.mfa_enrolled,
-            "locked_until": user.locked_until.isoformat() if user.locked_until else None,
-            "created_at": user.created_at.isoformat()}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "full_name": user.full_name,
+        "roles": sorted(user.role_names),
+        "disabled": user.disabled,
+        "mfa_enrolled": user.mfa_enrolled,
+        "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+        "created_at": user.created_at.isoformat(),
+    }
 
 
 @router.get("/api/v1/users")
@@ -52,8 +58,14 @@ def create_user(request: Request, body: NewUser) -> dict[str, Any]:
     """Create an account.  Without a password, a one-time password is generated and returned once."""
     rt = runtime_of(request)
     password = body.password or auth.generate_password()
-    user = auth.create_user(rt, request.state.actor, username=body.username, full_name=body.full_name,
-                            roles=list(body.roles), password=password)
+    user = auth.create_user(
+        rt,
+        request.state.actor,
+        username=body.username,
+        full_name=body.full_name,
+        roles=list(body.roles),
+        password=password,
+    )
     result = user_dict(auth.get_user(rt, user.id))
     if body.password is None:
         result["one_time_password"] = password
@@ -64,8 +76,13 @@ def create_user(request: Request, body: NewUser) -> dict[str, Any]:
 @admin_only
 def change_user(request: Request, username: str, body: UserChange) -> dict[str, Any]:
     rt = runtime_of(request)
-    auth.update_user(rt, request.state.actor, username,
-                     roles=None if body.roles is None else list(body.roles), disabled=body.disabled)
+    auth.update_user(
+        rt,
+        request.state.actor,
+        username,
+        roles=None if body.roles is None else list(body.roles),
+        disabled=body.disabled,
+    )
     return user_dict(auth.find_user(rt, username))
 
 
@@ -95,5 +112,4 @@ def show_config(request: Request) -> dict[str, Any]:
 @admin_only
 def users_page(request: Request) -> Response:
     rt = runtime_of(request)
-    return pages.render(request, "users.html", {"users": [user_dict(u) for u in auth.list_users(rt)],
-                                                "roles": ROLES})
+    return pages.render(request, "users.html", {"users": [user_dict(u) for u in auth.list_users(rt)], "roles": ROLES})

@@ -17,12 +17,28 @@ router = APIRouter(tags=["audit"])
 auditor = roles("auditor")
 
 
-def _filters(since: datetime | None, until: datetime | None, actor: str | None, action: str | None,
-             outcome: str | None, object_type: str | None, object_id: str | None) -> dict[str, Any]:
-    return {k: v for k, v in {
-        "since": since, "until": until, "actor": actor, "action_prefix": action, "outcome": outcome,
-        "object_type": object_type, "object_id": object_id,
-    }.items() if v not in (None, "")}
+def _filters(
+    since: datetime | None,
+    until: datetime | None,
+    actor: str | None,
+    action: str | None,
+    outcome: str | None,
+    object_type: str | None,
+    object_id: str | None,
+) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in {
+            "since": since,
+            "until": until,
+            "actor": actor,
+            "action_prefix": action,
+            "outcome": outcome,
+            "object_type": object_type,
+            "object_id": object_id,
+        }.items()
+        if v not in (None, "")
+    }
 
 
 Since = Annotated[datetime | None, Query(description="UTC, ISO 8601")]
@@ -32,32 +48,52 @@ Text = Annotated[str | None, Query(max_length=200)]
 @router.get("/api/v1/audit/events")
 @auditor
 def search_events(
-    request: Request, since: Since = None, until: Since = None, actor: Text = None, action: Text = None,
-    outcome: Literal["allowed", "denied", "error"] | None = None, object_type: Text = None,
-    object_id: Text = None, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    request: Request,
+    since: Since = None,
+    until: Since = None,
+    actor: Text = None,
+    action: Text = None,
+    outcome: Literal["allowed", "denied", "error"] | None = None,
+    object_type: Text = None,
+    object_id: Text = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Search events, newest first; page with ``before_seq``."""
     rt = runtime_of(request)
     filters = _filters(since, until, actor, action, outcome, object_type, object_id)
     rows = rt.audit.search(**filters, limit=limit, before_seq=before_seq)
-    rt.audit.record("audit.search", request.state.actor, clauses=("M1",),
-                    details={k: str(v) for k, v in filters.items()} | {"results": len(rows)})
+    rt.audit.record(
+        "audit.search",
+        request.state.actor,
+        clauses=("M1",),
+        details={k: str(v) for k, v in filters.items()} | {"results": len(rows)},
+    )
     return {"events": [event_dict(r) for r in rows]}
 
 
 @router.get("/api/v1/audit/export")
 @auditor
 def export_events(
-    request: Request, since: Since = None, until: Since = None, fmt: Annotated[Literal["csv", "jsonl"], Query(alias="format")] = "csv",
+    request: Request,
+    since: Since = None,
+    until: Since = None,
+    fmt: Annotated[Literal["csv", "jsonl"], Query(alias="format")] = "csv",
 ) -> StreamingResponse:
     """All events in a time range, oldest first, for the case file."""
     rt = runtime_of(request)
-    rt.audit.record("audit.export", request.state.actor, clauses=("M1",),
-                    details={"since": str(since), "until": str(until), "format": fmt})
+    rt.audit.record(
+        "audit.export",
+        request.state.actor,
+        clauses=("M1",),
+        details={"since": str(since), "until": str(until), "format": fmt},
+    )
     media = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    return StreamingResponse(export_lines(rt.audit.iter_range(since, until), fmt), media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="pscs-audit.{fmt}"'})
+    return StreamingResponse(
+        export_lines(rt.audit.iter_range(since, until), fmt),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="pscs-audit.{fmt}"'},
+    )
 
 
 @router.post("/api/v1/audit/verify")
@@ -66,11 +102,19 @@ def verify(request: Request) -> dict[str, Any]:
     """Recompute the chain and the signed checkpoints."""
     rt = runtime_of(request)
     result = verify_database(rt.db, rt.audit_public_key_path.read_bytes())
-    rt.audit.record("audit.verify", request.state.actor, clauses=("M1",),
-                    details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked})
-    return {"ok": result.ok, "events_checked": result.events_checked,
-            "checkpoints_checked": result.checkpoints_checked, "first_bad_seq": result.first_bad_seq,
-            "reason": result.reason}
+    rt.audit.record(
+        "audit.verify",
+        request.state.actor,
+        clauses=("M1",),
+        details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked},
+    )
+    return {
+        "ok": result.ok,
+        "events_checked": result.events_checked,
+        "checkpoints_checked": result.checkpoints_checked,
+        "first_bad_seq": result.first_bad_seq,
+        "reason": result.reason,
+    }
 
 
 @router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)
@@ -83,13 +127,24 @@ def public_key(request: Request) -> str:
 @router.get("/audit", include_in_schema=False)
 @auditor
 def audit_page(
-    request: Request, since: Since = None, until: Since = None, actor: Text = None, action: Text = None,
-    outcome: Literal["allowed", "denied", "error", ""] | None = None, object_type: Text = None, object_id: Text = None,
+    request: Request,
+    since: Since = None,
+    until: Since = None,
+    actor: Text = None,
+    action: Text = None,
+    outcome: Literal["allowed", "denied", "error", ""] | None = None,
+    object_type: Text = None,
+    object_id: Text = None,
 ) -> Response:
     rt = runtime_of(request)
     filters = _filters(since, until, actor, action, outcome or None, object_type, object_id)
     rows = rt.audit.search(**filters, limit=200)
-    rt.audit.record("audit.search", request.state.actor, clauses=("M1",),
-                    details={k: str(v) for k, v in filters.items()} | {"results": len(rows), "via": "console"})
-    return pages.render(request, "audit.html", {"events": [event_dict(r) for r in rows], "filters": filters,
-                                                "query": request.url.query})
+    rt.audit.record(
+        "audit.search",
+        request.state.actor,
+        clauses=("M1",),
+        details={k: str(v) for k, v in filters.items()} | {"results": len(rows), "via": "console"},
+    )
+    return pages.render(
+        request, "audit.html", {"events": [event_dict(r) for r in rows], "filters": filters, "query": request.url.query}
+    )

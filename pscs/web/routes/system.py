@@ -28,8 +28,10 @@ def healthz(request: Request) -> JSONResponse:
     except Exception:  # noqa: BLE001 - any failure is "unreachable" to a health probe
         database = "unreachable"
     status = 200 if database == "ok" else 503
-    return JSONResponse({"status": "ok" if status == 200 else "degraded", "database": database,
-                         "version": __version__}, status_code=status)
+    return JSONResponse(
+        {"status": "ok" if status == 200 else "degraded", "database": database, "version": __version__},
+        status_code=status,
+    )
 
 
 def metrics_registry(request: Request) -> CollectorRegistry:
@@ -64,8 +66,9 @@ def home(request: Request) -> Response:
 @any_role
 def policy_page(request: Request) -> Response:
     rt = runtime_of(request)
-    return pages.render(request, "policy.html", {"profile": rt.profile,
-                                                 "profile_yaml": rt.profile.model_dump(mode="json")})
+    return pages.render(
+        request, "policy.html", {"profile": rt.profile, "profile_yaml": rt.profile.model_dump(mode="json")}
+    )
 
 
 @router.get("/api/v1/policy", tags=["system"])
@@ -79,5 +82,10 @@ def policy_api(request: Request) -> dict[str, Any]:
 @any_role
 def me(request: Request) -> dict[str, Any]:
     view = request.state.user
-    return {"id": view.user_id, "username": view.username, "full_name": view.full_name,
-            "roles": sorted(view.roles), "csrf_token": view.csrf_token}
+    return {
+        "id": view.user_id,
+        "username": view.username,
+        "full_name": view.full_name,
+        "roles": sorted(view.roles),
+        "csrf_token": view.csrf_token,
+    }
