@@ -1,0 +1,339 @@
+"""The recorder supervisor: what the main service starts.
+
+    supervisor = RecorderSupervisor(runtime)
+    supervisor.start()      # reconcile storage, start workers, watch them
+    ...
+    supervisor.stop()
+
+It reconciles storage before anything is written, spreads the enabled cameras over a few
+worker processes, restarts a worker that dies (after reconciling that worker's cameras),
+picks up camera changes, writes each camera's health to ``camera_health`` every couple of
+seconds, raises an alert for a camera offline longer than ``offline_alert_after_s``, and
+keeps the disk above its free-space threshold through the single deletion path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from pscs.audit.events import Actor
+from pscs.cameras.models import Camera
+from pscs.cameras.service import RecordingSource, recording_sources
+from pscs.db.base import utcnow
+from pscs.recording.alerts import clear_alert, open_alerts, raise_alert
+from pscs.recording.camera import RecorderConfig, wall_ms
+from pscs.recording.models import CameraHealth
+from pscs.recording.worker import WorkerSpec, worker_main
+from pscs.runtime import Runtime
+from pscs.storage.pressure import UsageProbe, disk_usage, relieve_disk_pressure
+from pscs.storage.reconcile import reconcile
+
+log = logging.getLogger(__name__)
+ACTOR = Actor.system("recorder")
+_STOP_TIMEOUT_S = 12.0
+
+
+@dataclass
+class _WorkerHandle:
+    index: int
+    process: Any = None
+    conn: Connection | None = None
+    cameras: list[RecordingSource] = field(default_factory=list)
+    sent: list[RecordingSource] | None = None
+    started_at: float = 0.0
+    restart_delay: float = 0.5
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+class RecorderSupervisor:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: RecorderConfig | None = None,
+        *,
+        disk_usage_probe: UsageProbe = disk_usage,
+    ) -> None:
+        self.rt = runtime
+        self.config = config or RecorderConfig()
+        self.worker_count = max(1, self.config.workers or os.cpu_count() or 1)
+        self._usage = disk_usage_probe
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers = [_WorkerHandle(i) for i in range(self.worker_count)]
+        self._health: dict[int, dict[str, Any]] = {}
+        self._active: set[int] = set()
+        self._offline_since: dict[int, int] = {}  # camera id -> wall ms it was last seen going offline
+        self._alerted: set[int] = set()
+        self._names: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._writes_paused = False
+        self.started = False
+
+    # Life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.started:
+            raise RuntimeError("the recorder supervisor is already running")
+        self.rt.settings.recordings_path.mkdir(parents=True, exist_ok=True)
+        reconcile(self.rt, ACTOR)
+        # Alerts left open by the previous run are ours to clear.
+        for alert in open_alerts(self.rt):
+            if alert.kind == "camera_offline" and alert.camera_id is not None:
+                self._alerted.add(alert.camera_id)
+            elif alert.kind == "storage_full":
+                self._writes_paused = True  # until the first disk check says otherwise
+        self._refresh_cameras()
+        for handle in self._workers:
+            self._spawn(handle, "not recording (recorder was stopped)")
+        self._send_assignments()
+        self.started = True
+        for target, name in ((self._watch, "recorder-watch"), (self._disk_loop, "recorder-disk")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.rt.audit.record("recorder.start", ACTOR, details={"workers": self.worker_count})
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(_STOP_TIMEOUT_S)
+        for handle in self._workers:
+            self._send(handle, ("stop", None))
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        for handle in self._workers:
+            if handle.process is None:
+                continue
+            handle.process.join(max(0.1, deadline - time.monotonic()))
+            if handle.process.is_alive():
+                log.error("recorder worker %d did not stop; killing it", handle.index)
+                handle.process.kill()
+                handle.process.join(2)
+        for handle in self._workers:
+            if handle.conn is not None:
+                handle.conn.close()
+        with self._lock:
+            for snapshot in self._health.values():
+                snapshot.update(state="stopped", state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
+        self._write_health()
+        self.started = False
+        self.rt.audit.record("recorder.stop", ACTOR)
+
+    def worker_pids(self) -> list[int]:
+        return [h.process.pid for h in self._workers if h.process is not None and h.process.is_alive()]
+
+    def health(self) -> dict[int, dict[str, Any]]:
+        """The latest health snapshot of every camera (as also written to ``camera_health``)."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._health.items()}
+
+    # Workers ------------------------------------------------------------------------------
+    def _spawn(self, handle: _WorkerHandle, first_gap_reason: str) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        spec = WorkerSpec(
+            index=handle.index,
+            db_url=self.rt.db.url,
+            recordings_root=self.rt.settings.recordings_path,
+            config=self.config,
+            first_gap_reason=first_gap_reason,
+            log_level=self.rt.settings.log_level,
+        )
+        process = self._ctx.Process(
+            target=worker_main, args=(spec, child), name=f"pscs-recorder-{handle.index}", daemon=True
+        )
+        process.start()
+        child.close()
+        handle.process, handle.conn, handle.sent = process, parent, None
+        handle.started_at = time.monotonic()
+        if self._writes_paused:
+            self._send(handle, ("pause_writes", True))
+        log.info("recorder worker %d started (pid %d)", handle.index, process.pid)
+
+    def _send(self, handle: _WorkerHandle, message: tuple[str, Any]) -> None:
+        if handle.conn is None:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):  # it died; the watcher restarts it
+            handle.conn.send(message)
+
+    def _refresh_cameras(self) -> None:
+        sources = recording_sources(self.rt.db, self.rt.secrets)
+        for handle in self._workers:
+            handle.cameras = [s for s in sources if s.camera_id % self.worker_count == handle.index]
+        with self.rt.db.session() as s:
+            self._names = dict(s.query(Camera.id, Camera.name).all())  # type: ignore[arg-type]
+        active = {s.camera_id for s in sources}
+        with self._lock:
+            for camera_id in list(self._health):
+                if camera_id not in active:
+                    self._health[camera_id].update(state="stopped", fps=0.0, bitrate_bps=0.0)
+        for camera_id in active - self._active:
+            self._offline_since[camera_id] = wall_ms()  # not online until it proves it
+        for camera_id in self._active - active:
+            self._offline_since.pop(camera_id, None)
+            self._alerted.discard(camera_id)
+        self._active = active
+
+    def _send_assignments(self) -> None:
+        for handle in self._workers:
+            if handle.sent != handle.cameras and handle.process is not None and handle.process.is_alive():
+                self._send(handle, ("cameras", handle.cameras))
+                handle.sent = list(handle.cameras)
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        for handle in self._workers:
+            process = handle.process
+            if process is not None and not process.is_alive():
+                code = process.exitcode
+                log.error("recorder worker %d (pid %s) died with exit code %s", handle.index, process.pid, code)
+                if handle.conn is not None:
+                    handle.conn.close()
+                handle.process, handle.conn = None, None
+                if now - handle.started_at > 60:
+                    handle.restart_delay = 0.5  # it had been healthy: not a crash loop
+                handle.restart_at = now + handle.restart_delay
+                handle.restart_delay = min(handle.restart_delay * 2, self.config.worker_restart_max_s)
+                with self._lock:
+                    for source in handle.cameras:
+                        snapshot = self._health.setdefault(source.camera_id, {"camera_id": source.camera_id})
+                        snapshot.update(
+                            state="offline",
+                            state_since_ms=wall_ms(),
+                            fps=0.0,
+                            bitrate_bps=0.0,
+                            last_error=f"recorder worker crashed (exit code {code}); restarting",
+                        )
+                self.rt.audit.record(
+                    "recorder.worker.crash",
+                    ACTOR,
+                    outcome="error",
+                    object_type="recorder_worker",
+                    object_id=handle.index,
+                    details={"exit_code": code, "cameras": [s.camera_id for s in handle.cameras]},
+                )
+            if handle.process is None and handle.restart_at is not None and now >= handle.restart_at:
+                # Its cameras' files may be half-written: make disk and index agree first.
+                reconcile(self.rt, ACTOR, camera_ids={s.camera_id for s in handle.cameras})
+                handle.restarts += 1
+                handle.restart_at = None
+                self._spawn(handle, "not recording (recorder worker crashed)")
+                self._send_assignments()
+
+    # Watching ------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        next_health = next_refresh = 0.0
+        while not self._stopping.is_set():
+            conns = [h.conn for h in self._workers if h.conn is not None]
+            ready = wait(conns, timeout=0.25) if conns else (self._stopping.wait(0.25) and [])
+            for conn in ready or []:
+                self._receive(conn)  # type: ignore[arg-type]
+            try:
+                self._check_workers()
+                now = time.monotonic()
+                if now >= next_refresh:
+                    next_refresh = now + self.config.camera_refresh_s
+                    self._refresh_cameras()
+                    self._send_assignments()
+                if now >= next_health:
+                    next_health = now + self.config.health_interval_s
+                    self._write_health()
+                    self._check_offline_alerts()
+            except Exception:  # the watcher must outlive a database hiccup
+                log.exception("recorder supervisor: watch loop error")
+                self._stopping.wait(1.0)
+
+    def _receive(self, conn: Connection) -> None:
+        handle = next((h for h in self._workers if h.conn is conn), None)
+        try:
+            while conn.poll():
+                kind, payload = conn.recv()
+                if kind == "health" and handle is not None:
+                    with self._lock:
+                        for snapshot in payload:
+                            snapshot["worker"] = handle.index
+                            self._health[snapshot["camera_id"]] = snapshot
+        except (EOFError, OSError):
+            pass  # the worker died; _check_workers handles it
+
+    def _write_health(self) -> None:
+        with self._lock:
+            snapshots = [dict(s) for s in self._health.values() if "state" in s]
+        if not snapshots:
+            return
+        columns = {c.key for c in CameraHealth.__table__.columns}
+        with self.rt.db.write() as s:
+            for snapshot in snapshots:
+                values = {k: v for k, v in snapshot.items() if k in columns}
+                values.setdefault("state_since_ms", wall_ms())
+                s.merge(CameraHealth(**values, updated_at=utcnow()))
+
+    def _check_offline_alerts(self) -> None:
+        now = wall_ms()
+        with self._lock:
+            snapshots = {k: dict(v) for k, v in self._health.items()}
+        for camera_id in sorted(self._active):
+            snapshot = snapshots.get(camera_id, {})
+            if snapshot.get("state") == "online":
+                self._offline_since.pop(camera_id, None)
+                if camera_id in self._alerted:
+                    self._alerted.discard(camera_id)
+                    clear_alert(self.rt, "camera_offline", camera_id=camera_id, actor=ACTOR)
+                continue
+            since = self._offline_since.setdefault(camera_id, now)
+            if camera_id not in self._alerted and now - since >= self.config.offline_alert_after_s * 1000:
+                self._alerted.add(camera_id)
+                name = self._names.get(camera_id, str(camera_id))
+                started = datetime.fromtimestamp(since / 1000, UTC).isoformat(timespec="seconds")
+                why = snapshot.get("last_error") or "no video received"
+                raise_alert(
+                    self.rt,
+                    "camera_offline",
+                    f"camera {name} offline since {started}: {why}",
+                    camera_id=camera_id,
+                    severity="warning",
+                    actor=ACTOR,
+                )
+
+    # Disk pressure --------------------------------------------------------------------------
+    def _disk_loop(self) -> None:
+        delay = 0.0  # first check at once
+        while not self._stopping.wait(delay):
+            delay = self.config.disk_check_interval_s
+            try:
+                self.check_disk()
+            except Exception:
+                log.exception("recorder supervisor: disk pressure check failed")
+
+    def check_disk(self) -> bool:
+        """Free space if needed; pause every camera's writing when nothing deletable is left.
+        Returns whether writing may go on."""
+        result = relieve_disk_pressure(self.rt, ACTOR, usage=self._usage)
+        if not result.ok and not self._writes_paused:
+            self._writes_paused = True
+            for handle in self._workers:
+                self._send(handle, ("pause_writes", True))
+            raise_alert(
+                self.rt,
+                "storage_full",
+                f"recording stopped: {result.free_after} bytes free, {result.required} required, and every "
+                f"remaining recording is protected ({result.protected_skipped} protected segments skipped)",
+                severity="critical",
+                actor=ACTOR,
+            )
+        elif result.ok and self._writes_paused:
+            self._writes_paused = False
+            for handle in self._workers:
+                self._send(handle, ("pause_writes", False))
+            clear_alert(self.rt, "storage_full", actor=ACTOR)
+        return result.ok

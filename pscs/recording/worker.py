@@ -1,0 +1,136 @@
+"""A recorder worker process: many cameras, one thread each.
+
+The supervisor starts a few of these (default: one per core) instead of one process per
+camera, and restarts one that dies; a camera that misbehaves costs its own thread a
+reconnect, never its neighbours their recording.
+
+Protocol over the duplex pipe (plain picklable tuples):
+
+* supervisor -> worker: ``("cameras", [RecordingSource, ...])``, ``("pause_writes", bool)``,
+  ``("stop", None)``;
+* worker -> supervisor: ``("health", [snapshot dict, ...])`` every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from pscs.cameras.service import RecordingSource
+from pscs.db.engine import Database
+from pscs.recording.camera import CameraRecorder, RecorderConfig
+from pscs.storage.segments import SegmentStore
+
+log = logging.getLogger(__name__)
+REPORT_INTERVAL_S = 1.0
+STOP_JOIN_S = 8.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    db_url: str
+    recordings_root: Path
+    config: RecorderConfig
+    first_gap_reason: str
+    log_level: str = "INFO"
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.db = Database(spec.db_url)
+        self.store = SegmentStore(spec.recordings_root, self.db)
+        self.writes_paused = threading.Event()
+        self.recorders: dict[int, CameraRecorder] = {}
+        self.retiring: dict[int, CameraRecorder] = {}  # stopped, finishing their last segment
+        self.stopping = False
+
+    def set_cameras(self, sources: list[RecordingSource]) -> None:
+        wanted = {s.camera_id: s for s in sources}
+        for camera_id, recorder in list(self.recorders.items()):
+            if camera_id not in wanted or wanted[camera_id] != recorder.source:
+                recorder.stop()  # disabled, or its URL changed: it finishes its segment
+                del self.recorders[camera_id]
+                self.retiring[camera_id] = recorder
+        for camera_id, source in wanted.items():
+            if camera_id in self.recorders:
+                continue
+            previous = self.retiring.pop(camera_id, None)
+            if previous is not None:
+                # One writer per camera at a time: its last segment must be indexed before
+                # the next run starts, or the two could overlap.
+                previous.join(STOP_JOIN_S)
+            recorder = CameraRecorder(
+                source, self.store, self.spec.config, self.writes_paused, self.spec.first_gap_reason
+            )
+            self.recorders[camera_id] = recorder
+            recorder.start()
+        for camera_id, recorder in list(self.retiring.items()):
+            if not recorder.is_alive():
+                del self.retiring[camera_id]
+
+    def run(self) -> None:
+        next_report = 0.0
+        while not self.stopping:
+            if self.conn.poll(0.2):
+                try:
+                    command, argument = self.conn.recv()
+                except (EOFError, OSError):
+                    break  # the supervisor is gone: stop cleanly
+                if command == "cameras":
+                    self.set_cameras(argument)
+                elif command == "pause_writes":
+                    (self.writes_paused.set if argument else self.writes_paused.clear)()
+                elif command == "stop":
+                    break
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + REPORT_INTERVAL_S
+                try:
+                    self.conn.send(("health", [r.stats.snapshot() for r in self.recorders.values()]))
+                except (BrokenPipeError, OSError):
+                    break
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        everyone = [*self.recorders.values(), *self.retiring.values()]
+        for recorder in everyone:
+            recorder.stop()
+        deadline = time.monotonic() + STOP_JOIN_S
+        for recorder in everyone:
+            recorder.join(max(0.0, deadline - time.monotonic()))
+        self.db.dispose()
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Entry point of a worker process (started with the ``spawn`` method)."""
+    logging.basicConfig(
+        level=spec.log_level,
+        format=f"%(asctime)s recorder-worker-{spec.index}[%(process)d] %(levelname)s %(message)s",
+    )
+    logging.getLogger("libav").setLevel(logging.ERROR)
+    # The supervisor decides when we stop; a terminal's Ctrl-C goes to it, not to us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _request_stop())
+    worker = Worker(spec, conn)
+    _current.append(worker)
+    try:
+        worker.run()
+    finally:
+        conn.close()
+
+
+_current: list[Worker] = []
+
+
+def _request_stop() -> None:
+    for worker in _current:
+        worker.stopping = True

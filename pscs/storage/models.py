@@ -1,0 +1,75 @@
+"""The recording index: one row per segment file, explicit gaps, and deletions in flight.
+
+Times are UTC milliseconds since the epoch (BigInteger): exact, cheap to compare and the
+same on SQLite and PostgreSQL.  See docs/design/storage.md for the invariants.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pscs.db.base import Base, UTCDateTime, utcnow
+
+
+class Segment(Base):
+    """A finished, durable segment file.  A row exists only after its file was fsynced and
+    renamed into place, so every row names a complete file (reconcile checks this)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    stream: Mapped[str] = mapped_column(String(10))  # "main" | "sub"
+    start_ms: Mapped[int] = mapped_column(BigInteger)  # receive clock, UTC epoch ms
+    end_ms: Mapped[int] = mapped_column(BigInteger)  # start_ms + duration_ms
+    duration_ms: Mapped[int] = mapped_column(Integer)  # from the media timestamps
+    frames: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(200), unique=True)  # relative to the recordings root
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("camera_id", "stream", "start_ms", name="uq_segments_camera_stream_start"),
+        Index("ix_segments_camera_end", "camera_id", "end_ms"),
+        Index("ix_segments_start", "start_ms"),  # oldest-first for retention and disk pressure
+    )
+
+
+class RecordingGap(Base):
+    """Time with no recording, said out loud: the camera was offline, the recorder was not
+    running, a file was lost, the disk was full."""
+
+    __tablename__ = "recording_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    stream: Mapped[str] = mapped_column(String(10), default="main")
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_recording_gaps_camera_start", "camera_id", "start_ms"),)
+
+
+class PendingDelete(Base):
+    """A deletion that was decided but may not have finished.  Written (in the same
+    transaction as the protection check) before the file is unlinked; removed with the
+    segment row once the unlink is verified.  Reconcile finishes any left behind."""
+
+    __tablename__ = "pending_deletes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigInteger, unique=True)  # no FK: outlives the row briefly
+    camera_id: Mapped[int] = mapped_column(Integer)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(100))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,79 @@
+"""The recorder against pscs's own RTSP camera simulator (``pscs.sim``), in-process.
+
+The GStreamer tests (test_recording_e2e.py) cover the same ground against an independent
+RTSP server, plus authentication, non-H.264 cameras and worker crashes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pscs.recording.supervisor import RecorderSupervisor
+from pscs.runtime import Runtime
+from pscs.sim.encoder import StreamSettings
+from pscs.sim.server import CameraSpec, SimulatorServer
+from tests.test_recording_e2e import (
+    assert_contiguous_or_gap,
+    assert_disk_matches_index,
+    gaps,
+    health,
+    register,
+    segments,
+    supervisor_factory,  # noqa: F401 - fixture
+    wait_for,
+)
+
+SMALL = StreamSettings(320, 180, 10, 200, gop_frames=5)  # keyframe every 0.5 s
+
+
+@pytest.fixture(scope="module")
+def sim_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sim-cache")
+
+
+@pytest.fixture
+def sim(sim_cache: Path) -> Iterator[SimulatorServer]:
+    cameras = [CameraSpec("loop1", scene="loop", main=SMALL, sub=SMALL, loop_seconds=2)]
+    with SimulatorServer(cameras, port=0, cache_dir=sim_cache) as server:
+        yield server
+
+
+def test_S1_records_the_simulator_into_contiguous_decodable_segments(
+    runtime: Runtime, sim: SimulatorServer, supervisor_factory: Callable[..., RecorderSupervisor]  # noqa: F811
+) -> None:
+    camera_id = register(runtime, "Sim loop", sim.url("loop1"))
+    supervisor = supervisor_factory(runtime)
+    wait_for(lambda: len(segments(runtime, camera_id)) >= 3, 20, "three segments")
+    supervisor.stop()
+    rows = segments(runtime, camera_id)
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert after.start_ms == before.end_ms
+    assert all(1900 <= r.duration_ms <= 2100 for r in rows[:-1])
+    h = health(runtime, camera_id)
+    assert h is not None and h.timestamp_discontinuities == 0 and h.frames_total > 0
+    assert_disk_matches_index(runtime)
+
+
+def test_simulator_outage_resumes_within_2s_with_a_gap(
+    sqlite_runtime: Runtime, sim: SimulatorServer, supervisor_factory: Callable[..., RecorderSupervisor]  # noqa: F811
+) -> None:
+    rt = sqlite_runtime
+    camera_id = register(rt, "Sim loop", sim.url("loop1"))
+    supervisor_factory(rt)
+    wait_for(lambda: len(segments(rt, camera_id)) >= 2, 20, "two segments")
+    sim.stop()
+    down_ms = time.time() * 1000
+    wait_for(lambda: (h := health(rt, camera_id)) and h.state == "offline", 10, "offline state")
+    time.sleep(1.5)
+    sim.start()  # same port
+    up_ms = time.time() * 1000
+    new = wait_for(lambda: [s for s in segments(rt, camera_id) if s.start_ms > down_ms], 20, "recording again")
+    first_after = min(new, key=lambda s: s.start_ms)  # type: ignore[attr-defined]
+    print(f"recording resumed {first_after.start_ms - up_ms:.0f} ms after the simulator came back")
+    assert first_after.start_ms - up_ms < 2000
+    assert any(g.end_ms == first_after.start_ms and "offline" in g.reason for g in gaps(rt, camera_id))
+    assert_contiguous_or_gap(rt, camera_id)
