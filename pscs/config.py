@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     policy_profile: Path | None = Field(default=None, description="Site policy profile; default: Norwich")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    sim_port: int = Field(default=8554, ge=0, le=65535, description="RTSP port of the simulated cameras (pscs up)")
     cookie_secure: bool | None = Field(
         default=None, description="Secure cookie flag; default: on unless serving plain HTTP on loopback"
     )

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from pscs.audit.log import now_us
 from pscs.audit.models import AuditHead
 from pscs.auth.models import User
+from pscs.recording.metrics import register_recording_metrics
 from pscs.runtime import Runtime
 
 
@@ -33,4 +34,5 @@ class CoreCollector(Collector):
 def build_registry(runtime: Runtime) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(CoreCollector(runtime))
+    register_recording_metrics(registry, runtime.db)
     return registry

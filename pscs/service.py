@@ -7,10 +7,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from pscs.runtime import Runtime
+
+if TYPE_CHECKING:
+    from pscs.sim.server import SimulatorServer
 
 log = logging.getLogger("pscs.service")
 
@@ -41,29 +45,38 @@ class PeriodicTask:
 
 
 class BackgroundServices:
-    def __init__(self, runtime: Runtime) -> None:
+    """Everything that runs beside the web app, started and stopped with it."""
+
+    def __init__(self, runtime: Runtime, *, record: bool = True) -> None:
+        from pscs.recording.supervisor import RecorderSupervisor
+
         self.runtime = runtime
+        self.recorder = RecorderSupervisor(runtime) if record else None
         self.tasks = [
             PeriodicTask("audit-checkpoint", runtime.profile.audit.checkpoint_every_seconds, runtime.audit.checkpoint),
         ]
 
     def start(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
         for task in self.tasks:
             task.start()
 
     def stop(self) -> None:
         for task in reversed(self.tasks):
             task.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         self.runtime.audit.checkpoint()
 
 
-def run_server(runtime: Runtime, host: str, port: int) -> None:
+def run_server(runtime: Runtime, host: str, port: int, *, record: bool = True) -> None:
     from contextlib import asynccontextmanager
 
     from pscs.web.app import create_app
 
     app = create_app(runtime)
-    services = BackgroundServices(runtime)
+    services = BackgroundServices(runtime, record=record)
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
@@ -76,3 +89,44 @@ def run_server(runtime: Runtime, host: str, port: int) -> None:
     app.router.lifespan_context = lifespan
     logging.basicConfig(level=runtime.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level=runtime.settings.log_level.lower(), proxy_headers=False)
+
+
+# Simulated cameras for `pscs up` --------------------------------------------------------------
+# Where the demo cameras "stand": around Norwich, Connecticut, so the map and records look real.
+_DEMO_SITES = {
+    "cam1": ("Main St & Broadway, Norwich, CT", 41.5243, -72.0759),
+    "cam2": ("Chelsea Harbor Dr, Norwich, CT", 41.5215, -72.0787),
+    "cam3": ("Franklin Sq, Norwich, CT", 41.5265, -72.0742),
+    "ptz1": ("Howard T. Brown Memorial Park, Norwich, CT", 41.5201, -72.0776),
+}
+
+
+def register_simulated_cameras(runtime: Runtime, sim: SimulatorServer) -> list[str]:
+    """Register the simulator's cameras (first run only); returns the names added."""
+    from pscs.audit.events import Actor
+    from pscs.cameras import service as cameras
+
+    known = {c.name: c for c in cameras.list_cameras(runtime)}
+    actor = Actor.system("pscs-up")
+    added = []
+    for spec in sim.cameras:
+        address, lat, lon = _DEMO_SITES.get(spec.name, (f"Simulated camera {spec.name}", 41.52, -72.07))
+        main, sub = sim.url(spec.name, "main"), sim.url(spec.name, "sub")
+        if spec.name in known:
+            if known[spec.name].main_url != main:  # the simulator's port changed since last run
+                cameras.update_camera(runtime, actor, spec.name, public_area_attested=True, main_url=main, sub_url=sub)
+            continue
+        cameras.add_camera(
+            runtime,
+            actor,
+            name=spec.name,
+            street_address=address,
+            latitude=lat,
+            longitude=lon,
+            main_url=main,
+            sub_url=sub,
+            kind="ptz" if spec.scene == "ptz" else "fixed",
+            public_area_attested=True,
+        )
+        added.append(spec.name)
+    return added

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from pscs.audit.events import Actor
-from pscs.config import Settings, get_settings
+from pscs.cli.common import cli_actor, console, err, fail, open_runtime, run_domain
+from pscs.config import get_settings
 from pscs.errors import PscsError
 from pscs.policy.profile import ROLES, ProfileError, load_profile
-from pscs.runtime import NotInitialised, Runtime
 
 app = typer.Typer(help="pscs — Public Safety Camera System", no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage user accounts", no_args_is_help=True)
@@ -27,25 +24,6 @@ app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def cli_actor() -> Actor:
-    return Actor(f"cli:{getpass.getuser()}", source_ip="local", user_agent="pscs-cli")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def open_runtime() -> Runtime:
-    try:
-        return Runtime.open(get_settings())
-    except (NotInitialised, ProfileError) as exc:
-        raise fail(str(exc)) from exc
 
 
 # Installation ------------------------------------------------------------------------------
@@ -111,10 +89,12 @@ def serve(
 @app.command()
 def up(
     admin_password: Annotated[str | None, typer.Option(envvar="PSCS_ADMIN_PASSWORD")] = None,
+    simulate: Annotated[bool, typer.Option(help="Start and record the simulated cameras")] = True,
 ) -> None:
-    """Initialise on first run, then run everything on this machine (the README's first command)."""
+    """Initialise on first run, then run everything here: simulated cameras, recorder, console."""
     from pscs.install import init_installation, is_initialised
-    from pscs.service import run_server
+    from pscs.service import register_simulated_cameras, run_server
+    from pscs.sim.server import SimulatorServer
 
     settings = get_settings()
     if not is_initialised(settings):
@@ -123,18 +103,23 @@ def up(
         console.print(f"Initialised pscs in [bold]{settings.data_dir.resolve()}[/]")
         _print_admin_password(result.admin_username, result.admin_password, shown=admin_password is None)
     rt = open_runtime()
+    sim = None
+    if simulate:
+        sim = SimulatorServer(host="127.0.0.1", port=settings.sim_port).start()
+        added = register_simulated_cameras(rt, sim)
+        console.print(
+            f"simulated cameras on rtsp://127.0.0.1:{sim.port}/ ({', '.join(s.name for s in sim.cameras)})"
+            + (f"; registered {', '.join(added)}" if added else "")
+        )
     console.print(f"pscs console: [bold]http://{rt.settings.host}:{rt.settings.port}/[/]  (Ctrl-C stops)")
-    run_server(rt, rt.settings.host, rt.settings.port)
+    try:
+        run_server(rt, rt.settings.host, rt.settings.port)
+    finally:
+        if sim is not None:
+            sim.stop()
 
 
 # Users --------------------------------------------------------------------------------------
-def _run(action):  # noqa: ANN001, ANN202 - small helper to map domain errors to exit codes
-    try:
-        return action()
-    except PscsError as exc:
-        raise fail(exc.message, 2) from exc
-
-
 @user_app.command("add")
 def user_add(
     username: str,
@@ -149,7 +134,9 @@ def user_add(
 
     rt = open_runtime()
     one_time = password or auth.generate_password()
-    _run(lambda: auth.create_user(rt, cli_actor(), username=username, full_name=name, roles=role, password=one_time))
+    run_domain(
+        lambda: auth.create_user(rt, cli_actor(), username=username, full_name=name, roles=role, password=one_time)
+    )
     console.print(f"added [bold]{username}[/] with roles {', '.join(sorted(set(role)))}")
     if password is None:
         console.print(f"one-time password: [bold yellow]{one_time}[/] (shown once)")
@@ -184,7 +171,7 @@ def user_disable(username: str) -> None:
     from pscs.auth import service as auth
 
     rt = open_runtime()
-    _run(lambda: auth.update_user(rt, cli_actor(), username, disabled=True))
+    run_domain(lambda: auth.update_user(rt, cli_actor(), username, disabled=True))
     console.print(f"disabled {username}")
 
 
@@ -194,7 +181,7 @@ def user_enable(username: str) -> None:
     from pscs.auth import service as auth
 
     rt = open_runtime()
-    _run(lambda: auth.update_user(rt, cli_actor(), username, disabled=False))
+    run_domain(lambda: auth.update_user(rt, cli_actor(), username, disabled=False))
     console.print(f"enabled {username}")
 
 
@@ -204,7 +191,7 @@ def user_reset_mfa(username: str) -> None:
     from pscs.auth import service as auth
 
     rt = open_runtime()
-    _run(lambda: auth.reset_mfa(rt, cli_actor(), username))
+    run_domain(lambda: auth.reset_mfa(rt, cli_actor(), username))
     console.print(f"{username} will enrol a new authenticator at next sign-in")
 
 
@@ -214,7 +201,7 @@ def user_reset_password(username: str) -> None:
     from pscs.auth import service as auth
 
     rt = open_runtime()
-    password = _run(lambda: auth.reset_password(rt, cli_actor(), username))
+    password = run_domain(lambda: auth.reset_password(rt, cli_actor(), username))
     console.print(f"one-time password for {username}: [bold yellow]{password}[/] (shown once)")
 
 
@@ -315,18 +302,11 @@ def audit_checkpoint() -> None:
     console.print(f"checkpoint at seq {seq}")
 
 
-def _mount_optional(module: str, name: str) -> None:
-    """Sub-commands of domains that may be absent from a partial checkout."""
-    import importlib
+from pscs.cli import cameras as camera_cli  # noqa: E402 - sub-apps after the main app
+from pscs.sim.cli import app as sim_app  # noqa: E402
 
-    try:
-        sub = importlib.import_module(module)
-    except ModuleNotFoundError:
-        return
-    app.add_typer(sub.app, name=name)
-
-
-_mount_optional("pscs.sim.cli", "sim")
+app.add_typer(camera_cli.app, name="camera")
+app.add_typer(sim_app, name="sim")
 
 
 def main() -> None:
@@ -335,6 +315,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["app", "Settings"]

@@ -8,9 +8,11 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from pscs import __version__
+from pscs.web.access import AccessRule, Kind, rule_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -19,26 +21,33 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 class NavItem:
     label: str
     href: str
-    roles: frozenset[str]
 
 
-# One list: a page appears for a user only when one of the user's roles may open it.
+# The console's pages in menu order.  Who sees an item is not written here: it is read from
+# the access rule of the route behind it, so the menu can never offer a page that refuses.
 NAVIGATION: tuple[NavItem, ...] = (
-    NavItem(
-        "Home", "/", frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"})
-    ),
-    NavItem("Users", "/admin/users", frozenset({"admin"})),
-    NavItem("Audit trail", "/audit", frozenset({"auditor"})),
-    NavItem(
-        "Policy",
-        "/policy",
-        frozenset({"operator", "investigator", "supervisor", "records_commander", "auditor", "admin"}),
-    ),
+    NavItem("Home", "/"),
+    NavItem("Cameras", "/cameras"),
+    NavItem("Users", "/admin/users"),
+    NavItem("Audit trail", "/audit"),
+    NavItem("Policy", "/policy"),
 )
 
 
-def navigation_for(roles: frozenset[str]) -> list[NavItem]:
-    return [item for item in NAVIGATION if item.roles & roles]
+def _rule_for(app: Any, href: str) -> AccessRule | None:
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path == href and "GET" in route.methods:
+            return rule_of(route.endpoint)
+    return None
+
+
+def navigation_for(app: Any, roles: frozenset[str]) -> list[NavItem]:
+    visible = []
+    for item in NAVIGATION:
+        rule = _rule_for(app, item.href)
+        if rule is not None and (rule.kind in (Kind.PUBLIC, Kind.SIGNED_IN) or rule.roles & roles):
+            visible.append(item)
+    return visible
 
 
 def render(
@@ -48,7 +57,7 @@ def render(
     rt = request.app.state.runtime
     base = {
         "user": user,
-        "nav": navigation_for(user.roles) if user is not None and user.stage == "full" else [],
+        "nav": navigation_for(request.app, user.roles) if user is not None and user.stage == "full" else [],
         "csrf_token": user.csrf_token if user is not None else "",
         "department": rt.profile.department,
         "version": __version__,

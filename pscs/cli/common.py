@@ -1,0 +1,46 @@
+"""What every ``pscs`` sub-command shares: consoles, the CLI actor, opening the runtime."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from pscs.audit.events import Actor
+from pscs.config import get_settings
+from pscs.errors import PscsError
+from pscs.policy.profile import ProfileError
+from pscs.runtime import NotInitialised, Runtime
+
+T = TypeVar("T")
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def cli_actor() -> Actor:
+    """CLI actions are audited under the operating-system user who ran them."""
+    return Actor(f"cli:{getpass.getuser()}", source_ip="local", user_agent="pscs-cli")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def open_runtime() -> Runtime:
+    try:
+        return Runtime.open(get_settings())
+    except (NotInitialised, ProfileError) as exc:
+        raise fail(str(exc)) from exc
+
+
+def run_domain(action: Callable[[], T]) -> T:
+    """Run a service call; a domain error becomes its message and exit status 2."""
+    try:
+        return action()
+    except PscsError as exc:
+        raise fail(exc.message, 2) from exc
