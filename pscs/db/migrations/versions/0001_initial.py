@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:15:33.720116
+Create Date: 2026-11-26 08:29:01.789104
 """
 
 from alembic import op
@@ -61,6 +61,45 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
     )
     op.create_table(
+        "cameras",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("street_address", sa.String(length=300), nullable=False),
+        sa.Column("latitude", sa.Float(), nullable=False),
+        sa.Column("longitude", sa.Float(), nullable=False),
+        sa.Column("main_url", sa.String(length=500), nullable=False),
+        sa.Column("sub_url", sa.String(length=500), nullable=True),
+        sa.Column("stream_username", sa.String(length=200), nullable=True),
+        sa.Column("stream_password_enc", sa.String(length=500), nullable=True),
+        sa.Column("onvif_url", sa.String(length=500), nullable=True),
+        sa.Column("onvif_username", sa.String(length=200), nullable=True),
+        sa.Column("onvif_password_enc", sa.String(length=500), nullable=True),
+        sa.Column("public_area_attested", sa.Boolean(), nullable=False),
+        sa.Column("attested_by", sa.String(length=200), nullable=True),
+        sa.Column("attested_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_cameras")),
+        sa.UniqueConstraint("name", name=op.f("uq_cameras_name")),
+    )
+    op.create_table(
+        "pending_deletes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("segment_id", sa.BigInteger(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("path", sa.String(length=200), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.String(length=100), nullable=False),
+        sa.Column("requested_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_deletes")),
+        sa.UniqueConstraint("segment_id", name=op.f("uq_pending_deletes_segment_id")),
+    )
+    op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
@@ -76,6 +115,43 @@ def upgrade() -> None:
         sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+    )
+    op.create_table(
+        "alerts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("severity", sa.String(length=10), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=True),
+        sa.Column("message", sa.String(length=500), nullable=False),
+        sa.Column("raised_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("cleared_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_alerts_camera_id_cameras")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+    )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index("ix_alerts_open", ["cleared_at", "raised_at"], unique=False)
+
+    op.create_table(
+        "camera_health",
+        sa.Column("camera_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("state_since_ms", sa.BigInteger(), nullable=False),
+        sa.Column("fps", sa.Float(), nullable=False),
+        sa.Column("bitrate_bps", sa.Float(), nullable=False),
+        sa.Column("last_frame_ms", sa.BigInteger(), nullable=True),
+        sa.Column("frames_total", sa.BigInteger(), nullable=False),
+        sa.Column("bytes_total", sa.BigInteger(), nullable=False),
+        sa.Column("dropped_packets", sa.BigInteger(), nullable=False),
+        sa.Column("timestamp_discontinuities", sa.BigInteger(), nullable=False),
+        sa.Column("reconnects", sa.Integer(), nullable=False),
+        sa.Column("segments_written", sa.BigInteger(), nullable=False),
+        sa.Column("last_error", sa.String(length=300), nullable=True),
+        sa.Column("worker", sa.Integer(), nullable=True),
+        sa.Column("updated_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["camera_id"], ["cameras.id"], name=op.f("fk_camera_health_camera_id_cameras")
+        ),
+        sa.PrimaryKeyConstraint("camera_id", name=op.f("pk_camera_health")),
     )
     op.create_table(
         "policy_acknowledgements",
@@ -98,6 +174,45 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("policy_acknowledgements", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_policy_acknowledgements_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "recording_gaps",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("stream", sa.String(length=10), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.String(length=300), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["camera_id"], ["cameras.id"], name=op.f("fk_recording_gaps_camera_id_cameras")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recording_gaps")),
+    )
+    with op.batch_alter_table("recording_gaps", schema=None) as batch_op:
+        batch_op.create_index("ix_recording_gaps_camera_start", ["camera_id", "start_ms"], unique=False)
+
+    op.create_table(
+        "segments",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("stream", sa.String(length=10), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("frames", sa.Integer(), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("path", sa.String(length=200), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_segments_camera_id_cameras")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_segments")),
+        sa.UniqueConstraint("camera_id", "stream", "start_ms", name="uq_segments_camera_stream_start"),
+        sa.UniqueConstraint("path", name=op.f("uq_segments_path")),
+    )
+    with op.batch_alter_table("segments", schema=None) as batch_op:
+        batch_op.create_index("ix_segments_camera_end", ["camera_id", "end_ms"], unique=False)
+        batch_op.create_index("ix_segments_start", ["start_ms"], unique=False)
 
     op.create_table(
         "user_roles",
@@ -148,11 +263,27 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_user_roles_user_id"))
 
     op.drop_table("user_roles")
+    with op.batch_alter_table("segments", schema=None) as batch_op:
+        batch_op.drop_index("ix_segments_start")
+        batch_op.drop_index("ix_segments_camera_end")
+
+    op.drop_table("segments")
+    with op.batch_alter_table("recording_gaps", schema=None) as batch_op:
+        batch_op.drop_index("ix_recording_gaps_camera_start")
+
+    op.drop_table("recording_gaps")
     with op.batch_alter_table("policy_acknowledgements", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_policy_acknowledgements_user_id"))
 
     op.drop_table("policy_acknowledgements")
+    op.drop_table("camera_health")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index("ix_alerts_open")
+
+    op.drop_table("alerts")
     op.drop_table("users")
+    op.drop_table("pending_deletes")
+    op.drop_table("cameras")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_events_ts_us")

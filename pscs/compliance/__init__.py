@@ -1,0 +1,1 @@
+"""``pscs compliance check``: does the installation honour S1-S3 right now?"""

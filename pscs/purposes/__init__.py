@@ -1,0 +1,1 @@
+"""Purpose sessions (U1, U2): no video without a declared, current purpose."""
