@@ -67,9 +67,7 @@ def test_P0_add_camera_records_location_attestation_and_audits(runtime: Runtime)
     with runtime.db.session() as s:
         row = s.scalar(select(Camera))
     assert row.main_url == "rtsp://10.1.2.3:554/Streaming/101" and row.stream_username == "viewer"
-    assert (
-        "pa:ss" not in row.stream_password_enc and runtime.secrets.decrypt(row.stream_password_enc) == "pa:ss"
-    )
+    assert "pa:ss" not in row.stream_password_enc and runtime.secrets.decrypt(row.stream_password_enc) == "pa:ss"
     assert runtime.secrets.decrypt(row.onvif_password_enc) == "OnvifSecret9"
     [event] = runtime.audit.search(action_prefix="camera.create")
     assert event.clauses == "P0" and event.actor == "admin" and event.object_id == str(view.id)
@@ -146,9 +144,7 @@ def test_P0_update_audits_changes_and_moving_needs_fresh_attestation(runtime: Ru
     assert get_camera(runtime, view.id).street_address == GOOD["street_address"]  # unchanged
     assert runtime.audit.search(action_prefix="camera.update", outcome="denied")
 
-    moved = update_camera(
-        runtime, other, "broadway north", street_address="5 Water St", public_area_attested=True
-    )
+    moved = update_camera(runtime, other, "broadway north", street_address="5 Water St", public_area_attested=True)
     assert moved.street_address == "5 Water St" and moved.attested_by == "supervisor1"
 
     with pytest.raises(InvalidCamera, match="cannot change"):
@@ -169,9 +165,7 @@ def test_update_keeps_stream_credentials_when_only_the_sub_stream_changes(sqlite
 def test_disable_stops_recording_and_is_audited(sqlite_runtime: Runtime) -> None:
     rt = sqlite_runtime
     view = add_camera(rt, ADMIN, **GOOD)
-    second = add_camera(
-        rt, ADMIN, **{**GOOD, "name": "Water St", "main_url": "rtsp://10.1.2.4/main", "sub_url": None}
-    )
+    second = add_camera(rt, ADMIN, **{**GOOD, "name": "Water St", "main_url": "rtsp://10.1.2.4/main", "sub_url": None})
     disabled = disable_camera(rt, ADMIN, view.id, reason="relocated")
     assert not disabled.enabled
     assert [s.camera_id for s in recording_sources(rt.db, rt.secrets)] == [second.id]

@@ -69,9 +69,7 @@ def register(rt: Runtime, name: str, url: str) -> int:
 
 def segments(rt: Runtime, camera_id: int) -> list[Segment]:
     with rt.db.session() as s:
-        return list(
-            s.scalars(select(Segment).where(Segment.camera_id == camera_id).order_by(Segment.start_ms))
-        )
+        return list(s.scalars(select(Segment).where(Segment.camera_id == camera_id).order_by(Segment.start_ms)))
 
 
 def gaps(rt: Runtime, camera_id: int) -> list[RecordingGap]:
@@ -97,9 +95,7 @@ def decode_frames(path: Path) -> int:
 
 def assert_disk_matches_index(rt: Runtime) -> None:
     root = rt.settings.recordings_path
-    on_disk = {
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".quarantine" not in p.parts
-    }
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".quarantine" not in p.parts}
     with rt.db.session() as s:
         indexed = {row.path: row for row in s.scalars(select(Segment))}
     assert not [p for p in on_disk if p.endswith(".partial")], "partial files left behind"
@@ -145,9 +141,7 @@ def test_S1_records_real_rtsp_into_contiguous_decodable_indexed_segments(
         camera_id = register(runtime, "Broadway & Main", camera.url())
         supervisor = supervisor_factory(runtime)
         wait_for(lambda: len(segments(runtime, camera_id)) >= 3, 20, "three segments")
-        wait_for(
-            lambda: (h := health(runtime, camera_id)) and h.state == "online" and h.fps > 0, 5, "health row"
-        )
+        wait_for(lambda: (h := health(runtime, camera_id)) and h.state == "online" and h.fps > 0, 5, "health row")
         row = health(runtime, camera_id)
         assert row is not None and 5 <= row.fps <= 15 and row.bitrate_bps > 0 and row.last_error is None
         registry = CollectorRegistry()
@@ -221,9 +215,7 @@ def test_kill_9_of_a_worker_while_writing_leaves_index_and_disk_in_agreement(
         wait_for(lambda: len(segments(rt, camera_id)) >= count + 1, 20, "recording after the restart")
         supervisor.stop()
     events = rt.audit.search(action_prefix="storage.reconcile")
-    repaired = [
-        e for e in events if '"partials_salvaged":1' in e.details or '"partials_removed":1' in e.details
-    ]
+    repaired = [e for e in events if '"partials_salvaged":1' in e.details or '"partials_removed":1' in e.details]
     assert repaired, "the reconcile after the crash should have dealt with the .partial"
     assert rt.audit.search(action_prefix="recorder.worker.crash")
     assert_disk_matches_index(rt)
@@ -258,8 +250,7 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
         def statuses_clear() -> bool:
             rows = {k: health(rt, v) for k, v in ids.items()}
             return all(
-                rows[k] and rows[k].state == "offline" and expected[k] in (rows[k].last_error or "")
-                for k in expected
+                rows[k] and rows[k].state == "offline" and expected[k] in (rows[k].last_error or "") for k in expected
             )
 
         wait_for(statuses_clear, 20, "each bad camera's status")
@@ -283,9 +274,7 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
             camera.stop()
     # No credential reached the audit trail or the health table.
     for event in rt.audit.search(limit=1000):
-        assert "s3cret-pass" not in event.details and "wrong" not in (event.details or "").replace(
-            "wrong path", ""
-        )
+        assert "s3cret-pass" not in event.details and "wrong" not in (event.details or "").replace("wrong path", "")
     with rt.db.session() as s:
         assert all("s3cret" not in (h.last_error or "") for h in s.scalars(select(CameraHealth)))
 

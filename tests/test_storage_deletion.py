@@ -48,9 +48,7 @@ def new_camera(rt: Runtime, name: str = "Broadway") -> int:
     ).id
 
 
-def write_segment(
-    store: SegmentStore, camera_id: int, start_ms: int, *, frames: int = 10, commit: bool = True
-):
+def write_segment(store: SegmentStore, camera_id: int, start_ms: int, *, frames: int = 10, commit: bool = True):
     """Encode ``frames`` tiny H.264 frames (10 fps, keyframe first) into a segment."""
     seg = store.open_segment(camera_id, "main", start_ms)
     with av.open(seg, "w", format="mp4", options=MP4_OPTIONS) as out:
@@ -80,11 +78,7 @@ def rows(rt: Runtime) -> list[Segment]:
 
 def hold(camera_id: int, start_ms: int, end_ms: int):  # noqa: ANN201 - a protection source
     def source(_s: Session, cam: int, lo: int, hi: int) -> Iterable[ProtectedRange]:
-        return (
-            [ProtectedRange(camera_id, start_ms, end_ms, "hold 1 (case 2026-0001)")]
-            if cam == camera_id
-            else []
-        )
+        return [ProtectedRange(camera_id, start_ms, end_ms, "hold 1 (case 2026-0001)")] if cam == camera_id else []
 
     return protection_source(source)
 
@@ -119,9 +113,7 @@ def test_S1_deletion_path_never_deletes_protected_segments(runtime: Runtime) -> 
     segs = fill(runtime, camera_id, 5)
     # A hold covering part of the third segment protects that whole file, and only it.
     with hold(camera_id, T0 + 2 * SEG_MS + 500, T0 + 2 * SEG_MS + 600):
-        result = delete_segments(
-            runtime, SWEEPER, [s.id for s in segs], reason="retention: older than 30 days"
-        )
+        result = delete_segments(runtime, SWEEPER, [s.id for s in segs], reason="retention: older than 30 days")
     assert [d.segment_id for d in result.deleted] == [segs[i].id for i in (0, 1, 3, 4)]
     assert result.protected == [segs[2].id]
     assert [r.id for r in rows(runtime)] == [segs[2].id]
@@ -131,9 +123,7 @@ def test_S1_deletion_path_never_deletes_protected_segments(runtime: Runtime) -> 
     with runtime.db.session() as s:
         assert s.scalar(select(PendingDelete.id)) is None
     [event] = runtime.audit.search(action_prefix="storage.delete")
-    assert (
-        event.clauses == "S1" and '"deleted":4' in event.details and '"protected_refused":1' in event.details
-    )
+    assert event.clauses == "S1" and '"deleted":4' in event.details and '"protected_refused":1' in event.details
 
 
 def test_S1_a_hold_placed_after_the_decision_still_stops_the_unlink(runtime: Runtime) -> None:

@@ -213,9 +213,7 @@ def _streams(main_url: Any, sub_url: Any) -> tuple[_SplitUrl, _SplitUrl | None]:
     main = _split_url("main stream URL", main_url, STREAM_SCHEMES)
     sub = _split_url("sub stream URL", sub_url, STREAM_SCHEMES) if sub_url else None
     if sub and sub.username and (sub.username, sub.password) != (main.username, main.password):
-        raise InvalidCamera(
-            "main and sub stream URLs carry different credentials; a camera has one stream login"
-        )
+        raise InvalidCamera("main and sub stream URLs carry different credentials; a camera has one stream login")
     return main, sub
 
 
@@ -393,9 +391,7 @@ def update_camera(
         raise InvalidCamera("nothing to change")
 
     try:
-        before, after, secrets_changed, moved = _apply_update(
-            rt, actor, camera, public_area_attested, changes
-        )
+        before, after, secrets_changed, moved = _apply_update(rt, actor, camera, public_area_attested, changes)
     except PublicAreaAttestationRequired:
         _audit_denied(rt, actor, "camera.update", str(camera))
         raise
@@ -449,14 +445,10 @@ def _apply_update(
             new["main_url"], new["sub_url"] = main.url, (sub.url if sub else None)
             if "main_url" in changes:
                 new["stream_username"] = main.username
-                new["stream_password_enc"] = (
-                    rt.secrets.encrypt(main.password) if main.password is not None else None
-                )
+                new["stream_password_enc"] = rt.secrets.encrypt(main.password) if main.password is not None else None
                 secrets_changed.append("stream credentials")
         if "onvif_url" in changes:
-            onvif = (
-                _split_url("ONVIF URL", changes["onvif_url"], ONVIF_SCHEMES) if changes["onvif_url"] else None
-            )
+            onvif = _split_url("ONVIF URL", changes["onvif_url"], ONVIF_SCHEMES) if changes["onvif_url"] else None
             new["onvif_url"] = onvif.url if onvif else None
             if onvif and onvif.username:
                 new["onvif_username"] = onvif.username
@@ -507,9 +499,7 @@ def set_camera_enabled(
         with rt.db.write() as s:
             row = _find(s, camera)
             if enabled and not row.public_area_attested:  # disabling is always allowed
-                raise PublicAreaAttestationRequired(
-                    "P0: this camera has no public-area attestation; update it first"
-                )
+                raise PublicAreaAttestationRequired("P0: this camera has no public-area attestation; update it first")
             was = row.enabled
             row.enabled = enabled
             row.updated_at = utcnow()
@@ -554,17 +544,13 @@ def recording_sources(db: Database, secrets: SecretBox) -> list[RecordingSource]
     """Enabled, attested cameras with the URL the recorder connects to (credentials in)."""
     with db.session() as s:
         rows = s.scalars(
-            select(Camera)
-            .where(Camera.enabled.is_(True), Camera.public_area_attested.is_(True))
-            .order_by(Camera.id)
+            select(Camera).where(Camera.enabled.is_(True), Camera.public_area_attested.is_(True)).order_by(Camera.id)
         ).all()
         return [
             RecordingSource(
                 camera_id=c.id,
                 name=c.name,
-                main_url=with_credentials(
-                    c.main_url, c.stream_username, _decrypt(secrets, c.stream_password_enc)
-                ),
+                main_url=with_credentials(c.main_url, c.stream_username, _decrypt(secrets, c.stream_password_enc)),
             )
             for c in rows
         ]

@@ -40,7 +40,7 @@ class RecorderConfig:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
     reconnect_initial_s: float = 0.2
-    reconnect_max_s: float = 1.0  # bounded, so recording resumes < 2 s after a camera returns
+    reconnect_max_s: float = 0.5  # bounded, so recording resumes < 2 s after a camera returns
     config_error_retry_s: float = 5.0  # 401, 404, not H.264: retry slowly, nothing will change soon
     health_interval_s: float = 2.0
     offline_alert_after_s: float = 60.0

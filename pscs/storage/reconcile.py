@@ -78,9 +78,7 @@ def reconcile(rt: Runtime, actor: Actor | None = None, camera_ids: set[int] | No
             on_disk.add(relpath)
 
     with rt.db.session() as s:
-        q = select(
-            Segment.id, Segment.camera_id, Segment.stream, Segment.start_ms, Segment.end_ms, Segment.path
-        )
+        q = select(Segment.id, Segment.camera_id, Segment.stream, Segment.start_ms, Segment.end_ms, Segment.path)
         if camera_ids is not None:
             q = q.where(Segment.camera_id.in_(camera_ids))
         indexed = {row.path: row for row in s.execute(q.execution_options(yield_per=10_000))}
@@ -117,9 +115,7 @@ def _walk(root: Path, camera_ids: set[int] | None) -> list[str]:
     for camera_dir in _entries(root):
         if camera_dir.name.startswith("."):
             continue  # .quarantine and other non-camera folders
-        if camera_ids is not None and (
-            not camera_dir.name.isdigit() or int(camera_dir.name) not in camera_ids
-        ):
+        if camera_ids is not None and (not camera_dir.name.isdigit() or int(camera_dir.name) not in camera_ids):
             continue
         if not camera_dir.is_dir(follow_symlinks=False):
             found.append(camera_dir.name)
@@ -197,9 +193,7 @@ def _index_file(rt: Runtime, path: Path, parsed: SegmentPath) -> bool:
 def _forget_missing(rt: Runtime, rows: list) -> None:  # noqa: ANN001 - result rows
     with rt.db.write() as s:
         for row in rows:
-            log.error(
-                "reconcile: segment file %s is missing; removing its index row and recording a gap", row.path
-            )
+            log.error("reconcile: segment file %s is missing; removing its index row and recording a gap", row.path)
             s.add(
                 RecordingGap(
                     camera_id=row.camera_id,

@@ -150,14 +150,10 @@ class SegmentStore:
     def last_end_ms(self, camera_id: int, stream: str = "main") -> int | None:
         with self.db.session() as s:
             return s.scalar(
-                select(func.max(Segment.end_ms)).where(
-                    Segment.camera_id == camera_id, Segment.stream == stream
-                )
+                select(func.max(Segment.end_ms)).where(Segment.camera_id == camera_id, Segment.stream == stream)
             )
 
-    def record_gap(
-        self, camera_id: int, start_ms: int, end_ms: int, reason: str, stream: str = "main"
-    ) -> None:
+    def record_gap(self, camera_id: int, start_ms: int, end_ms: int, reason: str, stream: str = "main") -> None:
         if end_ms <= start_ms:
             return
         with self.db.write() as s:

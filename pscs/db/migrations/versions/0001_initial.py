@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:29:01.789104
+Create Date: 2026-11-26 08:39:02.591730
 """
 
 from alembic import op
@@ -85,6 +85,42 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_cameras_name")),
     )
     op.create_table(
+        "disposal_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("from_ms", sa.BigInteger(), nullable=False),
+        sa.Column("to_ms", sa.BigInteger(), nullable=False),
+        sa.Column("segments", sa.Integer(), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("rule", sa.String(length=100), nullable=False),
+        sa.Column("clause", sa.String(length=20), nullable=False),
+        sa.Column("requested_by", sa.String(length=200), nullable=False),
+        sa.Column("disposed_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_disposal_records")),
+    )
+    with op.batch_alter_table("disposal_records", schema=None) as batch_op:
+        batch_op.create_index("ix_disposal_records_camera", ["camera_id", "from_ms"], unique=False)
+        batch_op.create_index("ix_disposal_records_disposed_at", ["disposed_at"], unique=False)
+
+    op.create_table(
+        "notices",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("recipient", sa.String(length=64), nullable=True),
+        sa.Column("recipient_role", sa.String(length=40), nullable=True),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("subject", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("object_type", sa.String(length=40), nullable=True),
+        sa.Column("object_id", sa.String(length=40), nullable=True),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("read_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notices")),
+    )
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.create_index("ix_notices_recipient", ["recipient", "created_at"], unique=False)
+        batch_op.create_index("ix_notices_role", ["recipient_role", "created_at"], unique=False)
+
+    op.create_table(
         "pending_deletes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("segment_id", sa.BigInteger(), nullable=False),
@@ -98,6 +134,23 @@ def upgrade() -> None:
         sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_deletes")),
         sa.UniqueConstraint("segment_id", name=op.f("uq_pending_deletes_segment_id")),
+    )
+    op.create_table(
+        "retention_sweeps",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("started_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("cutoff_ms", sa.BigInteger(), nullable=False),
+        sa.Column("dry_run", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("deleted", sa.BigInteger(), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("protected", sa.BigInteger(), nullable=False),
+        sa.Column("resumed", sa.BigInteger(), nullable=False),
+        sa.Column("holds_lapsed", sa.Integer(), nullable=False),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_retention_sweeps")),
     )
     op.create_table(
         "users",
@@ -148,11 +201,51 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(length=300), nullable=True),
         sa.Column("worker", sa.Integer(), nullable=True),
         sa.Column("updated_at", pscs.db.base.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["camera_id"], ["cameras.id"], name=op.f("fk_camera_health_camera_id_cameras")
-        ),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_camera_health_camera_id_cameras")),
         sa.PrimaryKeyConstraint("camera_id", name=op.f("pk_camera_health")),
     )
+    op.create_table(
+        "location_designations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("location", sa.String(length=300), nullable=False),
+        sa.Column("reason", sa.String(length=1000), nullable=False),
+        sa.Column("designated_by_id", sa.Integer(), nullable=False),
+        sa.Column("designated_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("valid_until", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("revoked_by", sa.String(length=64), nullable=True),
+        sa.Column("revoke_reason", sa.String(length=500), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["designated_by_id"], ["users.id"], name=op.f("fk_location_designations_designated_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_location_designations")),
+    )
+    op.create_table(
+        "mask_lifts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("warrant_reference", sa.String(length=200), nullable=False),
+        sa.Column("reason", sa.String(length=1000), nullable=False),
+        sa.Column("minutes", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("requested_by_id", sa.Integer(), nullable=False),
+        sa.Column("requested_by", sa.String(length=64), nullable=False),
+        sa.Column("requested_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("decided_by_id", sa.Integer(), nullable=True),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("expires_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("ended_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("ended_by", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_mask_lifts_camera_id_cameras")),
+        sa.ForeignKeyConstraint(["decided_by_id"], ["users.id"], name=op.f("fk_mask_lifts_decided_by_id_users")),
+        sa.ForeignKeyConstraint(["requested_by_id"], ["users.id"], name=op.f("fk_mask_lifts_requested_by_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mask_lifts")),
+    )
+    with op.batch_alter_table("mask_lifts", schema=None) as batch_op:
+        batch_op.create_index("ix_mask_lifts_camera_status", ["camera_id", "status"], unique=False)
+
     op.create_table(
         "policy_acknowledgements",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -165,15 +258,42 @@ def upgrade() -> None:
         sa.Column("acknowledged_at", pscs.db.base.UTCDateTime(), nullable=False),
         sa.Column("source_ip", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_policy_acknowledgements_user_id_users"),
-            ondelete="CASCADE",
+            ["user_id"], ["users.id"], name=op.f("fk_policy_acknowledgements_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_acknowledgements")),
     )
     with op.batch_alter_table("policy_acknowledgements", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_policy_acknowledgements_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "privacy_zone_versions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("space", sa.String(length=10), nullable=False),
+        sa.Column("zones", sa.JSON(), nullable=False),
+        sa.Column("note", sa.String(length=500), nullable=True),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("proposed_by_id", sa.Integer(), nullable=True),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("decided_by_id", sa.Integer(), nullable=True),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("decision_note", sa.String(length=500), nullable=True),
+        sa.Column("superseded_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_privacy_zone_versions_camera_id_cameras")),
+        sa.ForeignKeyConstraint(
+            ["decided_by_id"], ["users.id"], name=op.f("fk_privacy_zone_versions_decided_by_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["proposed_by_id"], ["users.id"], name=op.f("fk_privacy_zone_versions_proposed_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_privacy_zone_versions")),
+        sa.UniqueConstraint("camera_id", "version", name=op.f("uq_privacy_zone_versions_camera_id")),
+    )
+    with op.batch_alter_table("privacy_zone_versions", schema=None) as batch_op:
+        batch_op.create_index("ix_privacy_zone_versions_camera_status", ["camera_id", "status"], unique=False)
 
     op.create_table(
         "recording_gaps",
@@ -184,9 +304,7 @@ def upgrade() -> None:
         sa.Column("end_ms", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(length=300), nullable=False),
         sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["camera_id"], ["cameras.id"], name=op.f("fk_recording_gaps_camera_id_cameras")
-        ),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_recording_gaps_camera_id_cameras")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recording_gaps")),
     )
     with op.batch_alter_table("recording_gaps", schema=None) as batch_op:
@@ -213,6 +331,38 @@ def upgrade() -> None:
     with op.batch_alter_table("segments", schema=None) as batch_op:
         batch_op.create_index("ix_segments_camera_end", ["camera_id", "end_ms"], unique=False)
         batch_op.create_index("ix_segments_start", ["start_ms"], unique=False)
+
+    op.create_table(
+        "storage_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("year", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(length=12), nullable=False),
+        sa.Column("requester_username", sa.String(length=64), nullable=False),
+        sa.Column("requester_id", sa.Integer(), nullable=True),
+        sa.Column("requester_name", sa.String(length=200), nullable=False),
+        sa.Column("unit", sa.String(length=200), nullable=False),
+        sa.Column("case_number", sa.String(length=100), nullable=False),
+        sa.Column("reason", sa.String(length=30), nullable=False),
+        sa.Column("narrative", sa.Text(), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("attestation_name", sa.String(length=200), nullable=False),
+        sa.Column("submitted_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_by_name", sa.String(length=200), nullable=True),
+        sa.Column("decided_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("decision_reason", sa.Text(), nullable=True),
+        sa.Column("fulfilled_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("intake_error", sa.String(length=500), nullable=True),
+        sa.ForeignKeyConstraint(["requester_id"], ["users.id"], name=op.f("fk_storage_requests_requester_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_storage_requests")),
+        sa.UniqueConstraint("number", name=op.f("uq_storage_requests_number")),
+        sa.UniqueConstraint("year", "seq", name="uq_storage_requests_year_seq"),
+    )
+    with op.batch_alter_table("storage_requests", schema=None) as batch_op:
+        batch_op.create_index("ix_storage_requests_status", ["status"], unique=False)
 
     op.create_table(
         "user_roles",
@@ -250,11 +400,243 @@ def upgrade() -> None:
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "evidence_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(length=20), nullable=False),
+        sa.Column("storage_request_id", sa.Integer(), nullable=True),
+        sa.Column("case_number", sa.String(length=100), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("manifest_json", sa.Text(), nullable=False),
+        sa.Column("manifest_sha256", sa.String(length=64), nullable=False),
+        sa.Column("signature", sa.String(length=200), nullable=False),
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("disposed_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["storage_request_id"],
+            ["storage_requests.id"],
+            name=op.f("fk_evidence_items_storage_request_id_storage_requests"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evidence_items")),
+        sa.UniqueConstraint("number", name=op.f("uq_evidence_items_number")),
+        sa.UniqueConstraint("storage_request_id", name=op.f("uq_evidence_items_storage_request_id")),
+    )
+    op.create_table(
+        "holds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.String(length=30), nullable=False),
+        sa.Column("reference", sa.String(length=100), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("provisional", sa.Boolean(), nullable=False),
+        sa.Column("storage_request_id", sa.Integer(), nullable=True),
+        sa.Column("owner_username", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=True),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("last_reviewed_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("review_due_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("reminder_sent_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("ended_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("ended_by", sa.String(length=200), nullable=True),
+        sa.Column("end_reason", sa.String(length=500), nullable=True),
+        sa.Column("at_risk_segments", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=op.f("fk_holds_owner_id_users")),
+        sa.ForeignKeyConstraint(
+            ["storage_request_id"], ["storage_requests.id"], name=op.f("fk_holds_storage_request_id_storage_requests")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_holds")),
+    )
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.create_index("ix_holds_status_due", ["status", "review_due_at"], unique=False)
+
+    op.create_table(
+        "location_designation_cameras",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("designation_id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["camera_id"], ["cameras.id"], name=op.f("fk_location_designation_cameras_camera_id_cameras")
+        ),
+        sa.ForeignKeyConstraint(
+            ["designation_id"],
+            ["location_designations.id"],
+            name=op.f("fk_location_designation_cameras_designation_id_location_designations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_location_designation_cameras")),
+        sa.UniqueConstraint("designation_id", "camera_id", name=op.f("uq_location_designation_cameras_designation_id")),
+    )
+    op.create_table(
+        "purpose_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column("web_session_id", sa.Integer(), nullable=False),
+        sa.Column("purpose_id", sa.String(length=60), nullable=False),
+        sa.Column("purpose_label", sa.String(length=200), nullable=False),
+        sa.Column("clause", sa.String(length=10), nullable=False),
+        sa.Column("case_number", sa.String(length=100), nullable=True),
+        sa.Column("incident_number", sa.String(length=100), nullable=True),
+        sa.Column("designation_id", sa.Integer(), nullable=True),
+        sa.Column("note", sa.String(length=500), nullable=True),
+        sa.Column("opened_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("ended_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("end_reason", sa.String(length=60), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["designation_id"],
+            ["location_designations.id"],
+            name=op.f("fk_purpose_sessions_designation_id_location_designations"),
+        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_purpose_sessions_user_id_users")),
+        sa.ForeignKeyConstraint(
+            ["web_session_id"],
+            ["web_sessions.id"],
+            name=op.f("fk_purpose_sessions_web_session_id_web_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_purpose_sessions")),
+    )
+    with op.batch_alter_table("purpose_sessions", schema=None) as batch_op:
+        batch_op.create_index("ix_purpose_sessions_web_session", ["web_session_id", "ended_at"], unique=False)
+
+    op.create_table(
+        "storage_request_cameras",
+        sa.Column("request_id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["camera_id"], ["cameras.id"], name=op.f("fk_storage_request_cameras_camera_id_cameras")
+        ),
+        sa.ForeignKeyConstraint(
+            ["request_id"],
+            ["storage_requests.id"],
+            name=op.f("fk_storage_request_cameras_request_id_storage_requests"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("request_id", "camera_id", name=op.f("pk_storage_request_cameras")),
+    )
+    with op.batch_alter_table("storage_request_cameras", schema=None) as batch_op:
+        batch_op.create_index("ix_storage_request_cameras_camera", ["camera_id"], unique=False)
+
+    op.create_table(
+        "custody_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=20), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("details", sa.Text(), nullable=False),
+        sa.Column("audit_seq", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["evidence_items.id"], name=op.f("fk_custody_events_item_id_evidence_items")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_custody_events")),
+    )
+    with op.batch_alter_table("custody_events", schema=None) as batch_op:
+        batch_op.create_index("ix_custody_events_item", ["item_id", "at"], unique=False)
+
+    op.create_table(
+        "evidence_disposals",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("case_reference", sa.String(length=100), nullable=False),
+        sa.Column("case_closed_on", sa.Date(), nullable=False),
+        sa.Column("authority", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_by_id", sa.Integer(), nullable=True),
+        sa.Column("proposed_at", pscs.db.base.UTCDateTime(), nullable=False),
+        sa.Column("approved_by", sa.String(length=64), nullable=True),
+        sa.Column("approved_by_id", sa.Integer(), nullable=True),
+        sa.Column("approved_at", pscs.db.base.UTCDateTime(), nullable=True),
+        sa.Column("files_removed", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["evidence_items.id"], name=op.f("fk_evidence_disposals_item_id_evidence_items")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evidence_disposals")),
+    )
+    with op.batch_alter_table("evidence_disposals", schema=None) as batch_op:
+        batch_op.create_index("ix_evidence_disposals_item", ["item_id"], unique=False)
+
+    op.create_table(
+        "evidence_files",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("stream", sa.String(length=10), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("original_path", sa.String(length=200), nullable=False),
+        sa.Column("store_path", sa.String(length=200), nullable=False),
+        sa.Column("index_sha256", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["evidence_items.id"], name=op.f("fk_evidence_files_item_id_evidence_items")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evidence_files")),
+        sa.UniqueConstraint("item_id", "sha256", name="uq_evidence_files_item_sha256"),
+    )
+    with op.batch_alter_table("evidence_files", schema=None) as batch_op:
+        batch_op.create_index("ix_evidence_files_sha256", ["sha256"], unique=False)
+
+    op.create_table(
+        "hold_cameras",
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"], name=op.f("fk_hold_cameras_camera_id_cameras")),
+        sa.ForeignKeyConstraint(
+            ["hold_id"], ["holds.id"], name=op.f("fk_hold_cameras_hold_id_holds"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("hold_id", "camera_id", name=op.f("pk_hold_cameras")),
+    )
+    with op.batch_alter_table("hold_cameras", schema=None) as batch_op:
+        batch_op.create_index("ix_hold_cameras_camera", ["camera_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("hold_cameras", schema=None) as batch_op:
+        batch_op.drop_index("ix_hold_cameras_camera")
+
+    op.drop_table("hold_cameras")
+    with op.batch_alter_table("evidence_files", schema=None) as batch_op:
+        batch_op.drop_index("ix_evidence_files_sha256")
+
+    op.drop_table("evidence_files")
+    with op.batch_alter_table("evidence_disposals", schema=None) as batch_op:
+        batch_op.drop_index("ix_evidence_disposals_item")
+
+    op.drop_table("evidence_disposals")
+    with op.batch_alter_table("custody_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_custody_events_item")
+
+    op.drop_table("custody_events")
+    with op.batch_alter_table("storage_request_cameras", schema=None) as batch_op:
+        batch_op.drop_index("ix_storage_request_cameras_camera")
+
+    op.drop_table("storage_request_cameras")
+    with op.batch_alter_table("purpose_sessions", schema=None) as batch_op:
+        batch_op.drop_index("ix_purpose_sessions_web_session")
+
+    op.drop_table("purpose_sessions")
+    op.drop_table("location_designation_cameras")
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.drop_index("ix_holds_status_due")
+
+    op.drop_table("holds")
+    op.drop_table("evidence_items")
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_web_sessions_user_id"))
 
@@ -263,6 +645,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_user_roles_user_id"))
 
     op.drop_table("user_roles")
+    with op.batch_alter_table("storage_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_storage_requests_status")
+
+    op.drop_table("storage_requests")
     with op.batch_alter_table("segments", schema=None) as batch_op:
         batch_op.drop_index("ix_segments_start")
         batch_op.drop_index("ix_segments_camera_end")
@@ -272,17 +658,37 @@ def downgrade() -> None:
         batch_op.drop_index("ix_recording_gaps_camera_start")
 
     op.drop_table("recording_gaps")
+    with op.batch_alter_table("privacy_zone_versions", schema=None) as batch_op:
+        batch_op.drop_index("ix_privacy_zone_versions_camera_status")
+
+    op.drop_table("privacy_zone_versions")
     with op.batch_alter_table("policy_acknowledgements", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_policy_acknowledgements_user_id"))
 
     op.drop_table("policy_acknowledgements")
+    with op.batch_alter_table("mask_lifts", schema=None) as batch_op:
+        batch_op.drop_index("ix_mask_lifts_camera_status")
+
+    op.drop_table("mask_lifts")
+    op.drop_table("location_designations")
     op.drop_table("camera_health")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index("ix_alerts_open")
 
     op.drop_table("alerts")
     op.drop_table("users")
+    op.drop_table("retention_sweeps")
     op.drop_table("pending_deletes")
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.drop_index("ix_notices_role")
+        batch_op.drop_index("ix_notices_recipient")
+
+    op.drop_table("notices")
+    with op.batch_alter_table("disposal_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_disposal_records_disposed_at")
+        batch_op.drop_index("ix_disposal_records_camera")
+
+    op.drop_table("disposal_records")
     op.drop_table("cameras")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
