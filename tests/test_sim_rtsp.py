@@ -12,7 +12,6 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import av
 import imageio_ffmpeg
@@ -266,7 +265,7 @@ def test_pyav_demuxes_loop_stream_with_sei_capture_times(sim: SimulatorServer) -
     # Capture times are real wall-clock times.  The first packets wait in ffmpeg's probe buffer;
     # once it is drained, a picture arrives within a fraction of a second of its capture.
     latest = packets[-5:]
-    assert all(0 <= arrival - sei / 1e6 < 0.5 for _, _, sei, arrival in latest)  # type: ignore[operator]
+    assert all(0 <= arrival - sei / 1e6 < 1.0 for _, _, sei, arrival in latest)  # type: ignore[operator]
     # ... and they tick with the RTP clock.
     span_sei = (sei_times[-1] - sei_times[1]) / 1e6  # type: ignore[operator]
     span_rtp = (timed[-1][0] - timed[0][0]) / 90_000  # type: ignore[operator]
@@ -368,7 +367,7 @@ def test_rtp_packetization_and_rtcp_sender_report(sim: SimulatorServer) -> None:
     assert abs(report_time - time.time()) < 5
     # Picture 0's capture time, carried in its SEI, fits the mapping to within a frame or two.
     mapped = report_time + ((stamps[0] - report_rtp + (1 << 31)) % (1 << 32) - (1 << 31)) / 90_000
-    assert abs(mapped - first_capture / 1e6) < 0.1
+    assert abs(mapped - first_capture / 1e6) < 0.005
 
 
 def test_rtsp_errors_and_keepalive(sim: SimulatorServer) -> None:
@@ -406,20 +405,26 @@ def test_rtsp_errors_and_keepalive(sim: SimulatorServer) -> None:
         client.close()
 
 
-def test_session_times_out_without_keepalive(tmp_path: Path, sim: SimulatorServer) -> None:
+def test_session_times_out_without_keepalive(sim: SimulatorServer) -> None:
+    """A silent paused client times out; a silent client that reads its stream stays (like rtspsrc)."""
     cameras = [CameraSpec("loop1", scene="loop", main=LOOP_MAIN, sub=LOOP_SUB, loop_seconds=2)]
     with SimulatorServer(cameras, cache_dir=sim.cache_dir, session_timeout_s=1) as short:
-        client = RawRtspClient(short.port)
+        paused, reading = RawRtspClient(short.port), RawRtspClient(short.port)
         try:
-            headers = client.play(short.url("loop1"))
+            headers = paused.play(short.url("loop1"))
             assert headers["session"].endswith(";timeout=1")
+            assert paused.request("PAUSE", short.url("loop1") + "/", Session=paused.session)[0] == 200
+            reading.play(short.url("loop1"))
             started = time.monotonic()
             with pytest.raises(ConnectionError):
-                client.read_frames_for(6)
+                paused.read_frames_for(6)
             assert time.monotonic() - started < 4
-            assert short.viewers("loop1") == 0
+            frames = reading.read_frames_for(2.5)  # well past the timeout, without a keep-alive
+            assert sum(channel == 0 for channel, _ in frames) > 100
+            assert short.viewers("loop1") == 1
         finally:
-            client.close()
+            paused.close()
+            reading.close()
 
 
 def test_clients_come_and_go_without_disturbing_each_other(sim: SimulatorServer) -> None:
@@ -523,3 +528,29 @@ def test_runs_inside_the_callers_event_loop(sim: SimulatorServer) -> None:
 
     head = asyncio.run(describe_once())
     assert head.startswith(b"RTSP/1.0 200 OK\r\nCSeq: 7\r\n")
+
+
+def test_camera_reboot_drops_clients_and_comes_back_on_the_same_port(sim: SimulatorServer) -> None:
+    cameras = [CameraSpec("loop1", scene="loop", main=LOOP_MAIN, sub=LOOP_SUB, loop_seconds=2)]
+    server = SimulatorServer(cameras, cache_dir=sim.cache_dir).start()
+    try:
+        client = RawRtspClient(server.port)
+        client.play(server.url("loop1"))
+        client.read_frames_for(0.2)
+        assert server.disconnect_clients("nosuchcamera") == 0
+        assert server.disconnect_clients("loop1") == 1
+        with pytest.raises(ConnectionError):
+            client.read_frames_for(3)
+        client.close()
+        port = server.port
+        server.stop()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        server.start()
+        assert server.port == port
+        client = RawRtspClient(port)
+        client.play(server.url("loop1"))
+        assert client.read_frames_for(0.3)
+        client.close()
+    finally:
+        server.stop()

@@ -4,9 +4,11 @@ Methods: OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER (keep-al
 Transport: RTP/AVP/TCP interleaved only.  A SETUP that offers only UDP (or multicast)
 gets 461 Unsupported Transport, on which ffmpeg and GStreamer's rtspsrc retry over TCP.
 
-Sessions: a SETUP creates one (``Session: <id>;timeout=<s>``); any request naming it,
-or any RTCP the client sends on the connection, keeps it alive; it ends on TEARDOWN, on
-timeout, or when its connection closes.  Every error stays inside its connection.
+Sessions: a SETUP creates one (``Session: <id>;timeout=<s>``).  Any request naming it,
+any RTCP the client sends on the connection, and, while it plays, the client reading its
+stream keep it alive; it ends on TEARDOWN, on timeout (a silent client that is paused,
+never played, or stopped reading), or when its connection closes.  Every error stays
+inside its connection.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from pscs.sim.streams import MediaStream, RtpSink
+from pscs.sim.streams import MAX_CLIENT_BACKLOG_BYTES, MediaStream, RtpSink
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,16 @@ class RtspServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2)
 
+    def disconnect(self, camera: str | None = None) -> int:
+        """Abort the connections with a session on ``camera``'s streams (None: every connection)."""
+        dropped = 0
+        for connection in list(self._connections):
+            if camera is None or any(s.stream.camera == camera for s in connection.sessions.values()):
+                self._end_connection(connection)
+                connection.transport.abort()
+                dropped += 1
+        return dropped
+
     # -- connections ---------------------------------------------------------------------
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -315,6 +327,8 @@ class RtspServer:
             existing = self.sessions.get(request.session_id)
             if existing is None:
                 return RtspResponse(454)
+            if existing.connection is not connection:
+                return RtspResponse(455)  # interleaved channels belong to the connection that set them up
             if existing.stream is not stream:
                 return RtspResponse(459)  # one track per presentation
             if existing.playing:
@@ -406,7 +420,11 @@ class RtspServer:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             now = time.monotonic()
             for session in list(self.sessions.values()):
-                if now - session.last_seen > session.timeout_s:
+                if session.playing and session.sink.transport.get_write_buffer_size() < MAX_CLIENT_BACKLOG_BYTES:
+                    # A client that keeps reading its interleaved stream is alive: GStreamer's
+                    # rtspsrc over TCP may send no keep-alive request within a short timeout.
+                    session.last_seen = now
+                elif now - session.last_seen > session.timeout_s:
                     log.info("session %s of %s timed out", session.id, session.stream.path)
                     connection = session.connection
                     self._end_session(session)

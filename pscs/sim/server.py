@@ -90,7 +90,8 @@ def make_cameras(count: int, scene: Scene = "clock", prefix: str | None = None) 
 class SimulatorServer:
     """Simulated cameras served over RTSP (see the module docstring for both ways to run it).
 
-    ``port=0`` binds an ephemeral port; ``port`` holds the bound one after start.
+    ``port=0`` binds an ephemeral port; ``port`` holds the bound one after start, so a
+    ``stop()`` then ``start()`` comes back on the same port (a camera that rebooted).
     ``cache_dir`` keeps encoded loops between runs (default ``~/.cache/pscs-sim``).
     """
 
@@ -199,11 +200,8 @@ class SimulatorServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop_async()
 
-    def _pacer_for_sources(self) -> FramePacer:
-        assert self._pacer is not None
-        return self._pacer
-
     def _build_sources(self) -> dict[tuple[CameraSpec, str], tuple[StreamSettings, FrameSource]]:
+        assert self._pacer is not None
         loops: dict[tuple[StreamSettings, float], PacketizedLoop] = {}
         sources: dict[tuple[CameraSpec, str], tuple[StreamSettings, FrameSource]] = {}
         for camera in self.cameras:
@@ -215,7 +213,7 @@ class SimulatorServer:
                     if key not in loops:  # cameras with equal settings share one loop
                         encoded = load_or_encode_loop(settings, camera.loop_seconds, self.cache_dir)
                         loops[key] = PacketizedLoop(encoded)
-                    source = LoopSource(loops[key], self._pacer_for_sources)
+                    source = LoopSource(loops[key], self._pacer)
                 elif camera.scene == "ptz":
                     source = LiveSource(
                         settings, _ptz_renderer(camera.name, self._ptz[camera.name], settings), camera.name
@@ -278,6 +276,29 @@ class SimulatorServer:
         """Clients playing a stream now.  Thread-safe enough for polling from tests."""
         media = self.streams.get(f"{camera}/{stream}")
         return media.viewers if media is not None else 0
+
+    # -- faults (for the recorder's reconnection tests) ----------------------------------------
+
+    def disconnect_clients(self, camera: str | None = None) -> int:
+        """Drop the connections of every client of ``camera`` (None: of all cameras), as a camera
+        that reboots would.  Returns how many connections were dropped.  Callable from any thread.
+        """
+        rtsp, loop = self._rtsp, self._loop
+        if rtsp is None or loop is None:
+            return 0
+        try:
+            running_here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            running_here = False
+        if running_here:
+            return rtsp.disconnect(camera)
+        call: Future[int] = Future()
+
+        def disconnect() -> None:
+            call.set_result(rtsp.disconnect(camera))
+
+        loop.call_soon_threadsafe(disconnect)
+        return call.result(timeout=5)
 
 
 def _clock_renderer(name: str, settings: StreamSettings) -> Callable[[float], np.ndarray]:

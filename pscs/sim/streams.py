@@ -216,8 +216,9 @@ class PacketizedLoop:
 class FramePacer:
     """Drives every loop-mode stream from one timer on the event loop.
 
-    One wake-up sends every picture due within ``granularity_s``, so 200 cameras at
-    25 fps cost at most 1/granularity_s wake-ups a second rather than 5000.
+    A wake-up sends every picture that is due, and wake-ups are at least ``granularity_s``
+    apart: 200 cameras at 25 fps cost at most 250 wake-ups a second rather than 5000.
+    Pictures leave up to ``granularity_s`` late, never early.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, granularity_s: float = 0.004) -> None:
@@ -251,18 +252,19 @@ class FramePacer:
     def _tick(self) -> None:
         self._timer = None
         self._timer_due = math.inf
-        horizon = time.monotonic() + self._granularity
+        now = time.monotonic()
+        wall_clock_offset = time.time() - now
         earliest = math.inf
         for player in tuple(self._players):
             try:
-                player.send_due(horizon)
+                player.send_due(now, wall_clock_offset)
             except Exception:
                 log.exception("loop stream failed; stopping it")
                 self._players.discard(player)
                 continue
             earliest = min(earliest, player.next_due)
         if self._players:
-            self._arm(earliest)
+            self._arm(max(earliest, now + self._granularity))
 
 
 class LoopSource:
@@ -271,9 +273,9 @@ class LoopSource:
     The first viewer starts the loop at its first IDR; later viewers wait for the next one.
     """
 
-    def __init__(self, packetized: PacketizedLoop, pacer_factory: Callable[[], FramePacer]) -> None:
+    def __init__(self, packetized: PacketizedLoop, pacer: FramePacer) -> None:
         self._loop_data = packetized
-        self._pacer_factory = pacer_factory
+        self._pacer = pacer
         self.sps = packetized.sps
         self.pps = packetized.pps
         self._stream: MediaStream | None = None
@@ -296,27 +298,33 @@ class LoopSource:
             self._index = 0
             self._frame_number = math.ceil((time.monotonic() - self._stream.epoch) * self._stream.settings.fps)
             self.next_due = self._frame_due(self._frame_number)
-            self._pacer_factory().add(self)
+            self._pacer.add(self)
         elif not viewers and self._active:
             self._active = False
             self.next_due = math.inf
-            self._pacer_factory().discard(self)
+            self._pacer.discard(self)
 
     def request_keyframe(self) -> None:
         """Pictures are pre-encoded: a newcomer waits for the next IDR (at most one GOP)."""
 
-    def send_due(self, horizon: float) -> None:
+    def send_due(self, now: float, wall_clock_offset: float) -> None:
+        """Send the pictures due by monotonic time ``now``.
+
+        A picture's capture time (in its SEI) is its scheduled time on the wall clock, the
+        instant its RTP timestamp stands for; any sending delay counts as latency.
+        """
         stream = self._stream
         assert stream is not None
         units = self._loop_data.units
-        while self.next_due <= horizon:
-            if horizon - self.next_due > MAX_LAG_S:
+        while self.next_due <= now:
+            if now - self.next_due > MAX_LAG_S:
                 # Stalled (e.g. a suspended process): resume on schedule, from an IDR.
                 self._frame_number = math.ceil((time.monotonic() - stream.epoch) * stream.settings.fps)
                 self._index = self._loop_data.next_keyframe_index(self._index)
                 self.next_due = self._frame_due(self._frame_number)
                 continue
-            stream.publish(units[self._index], stream.rtp_timestamp_of_frame(self._frame_number), unix_time_us())
+            capture_us = round((self.next_due + wall_clock_offset) * 1e6)
+            stream.publish(units[self._index], stream.rtp_timestamp_of_frame(self._frame_number), capture_us)
             self._index = (self._index + 1) % len(units)
             self._frame_number += 1
             self.next_due = self._frame_due(self._frame_number)

@@ -1,0 +1,244 @@
+"""Recording benchmark (issue 3): the pscs recorder against plain ffmpeg, same cameras, same run.
+
+    .venv/bin/python bench/recording.py [--cameras 1,16,64,200] [--seconds 60] [--warmup 10] [--workers 2]
+
+For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simulator's
+``loop`` scene, in its own process so that its cost is not counted), then
+
+1. records them with pscs (RecorderSupervisor, ``--workers`` processes) and measures the
+   worker processes' CPU time (user + system, from /proc) and resident memory over the
+   window, and frames received against frames expected (loss);
+2. records the same streams with one ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment``
+   per camera (the ffmpeg that imageio-ffmpeg ships) and measures the same.
+
+It prints CPU seconds per camera-minute and memory per camera for both, and the ratio
+pscs / ffmpeg (goal: CPU ratio <= 1.0, memory <= 5 MB per camera, no loss at 200 cameras).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+from sqlalchemy import func, select
+
+from pscs.audit.events import Actor
+from pscs.cameras import service as cameras
+from pscs.config import Settings
+from pscs.install import init_installation
+from pscs.recording.camera import RecorderConfig
+from pscs.recording.models import CameraHealth
+from pscs.recording.supervisor import RecorderSupervisor
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+FPS = 25
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Measure:
+    cpu_s: float
+    rss: int
+    window_s: float
+    frames: int | None = None
+
+    def per_camera_minute(self, n: int) -> float:
+        return self.cpu_s / n / (self.window_s / 60)
+
+
+def measure(pids: list[int], seconds: float) -> tuple[float, int, float]:
+    start_cpu = sum(cpu_seconds(p) for p in pids)
+    start = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    cpu = sum(cpu_seconds(p) for p in pids) - start_cpu
+    rss = sum(rss_bytes(p) for p in pids)
+    return cpu, rss, elapsed
+
+
+def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pscs.cli.main",
+            "sim",
+            "serve",
+            "--port",
+            str(port),
+            "--cameras",
+            str(n),
+            "--scene",
+            "loop",
+            "--cache-dir",
+            str(cache_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if "Ctrl-C" in line:
+            return proc, port
+        if proc.poll() is not None:
+            raise RuntimeError("simulator exited: " + line)
+    raise RuntimeError("simulator did not start")
+
+
+def urls(port: int, n: int) -> list[str]:
+    width = max(2, len(str(n)))
+    return [f"rtsp://127.0.0.1:{port}/cam{i:0{width}d}/main" for i in range(1, n + 1)]
+
+
+def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, seconds: float) -> Measure:
+    rt = init_installation(
+        Settings(data_dir=tmp / f"pscs-{secrets.token_hex(3)}", min_free_bytes=0),
+        admin_password="bench-password-123",  # noqa: S106
+    ).runtime
+    actor = Actor.system("bench")
+    for i, url in enumerate(camera_urls):
+        cameras.add_camera(
+            rt,
+            actor,
+            name=f"bench{i:03d}",
+            street_address="bench",
+            latitude=0,
+            longitude=0,
+            main_url=url,
+            public_area_attested=True,
+        )
+    supervisor = RecorderSupervisor(rt, RecorderConfig(workers=workers))
+    supervisor.start()
+    try:
+        time.sleep(warmup)
+        pids = supervisor.worker_pids()
+
+        def frames() -> int:
+            with rt.db.session() as s:
+                return int(s.scalar(select(func.coalesce(func.sum(CameraHealth.frames_total), 0))))
+
+        before = frames()
+        cpu, rss, elapsed = measure(pids, seconds)
+        received = frames() - before
+    finally:
+        supervisor.stop()
+        rt.close()
+    return Measure(cpu, rss, elapsed, received)
+
+
+def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float) -> Measure:
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    procs = []
+    for i, url in enumerate(camera_urls):
+        out = tmp / f"ffmpeg-{i:03d}"
+        out.mkdir(parents=True, exist_ok=True)
+        procs.append(
+            subprocess.Popen(
+                [
+                    ffmpeg,
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    url,
+                    "-c",
+                    "copy",
+                    "-f",
+                    "segment",
+                    "-segment_time",
+                    "10",
+                    "-reset_timestamps",
+                    "1",
+                    str(out / "%05d.mp4"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        time.sleep(warmup)
+        alive = [p.pid for p in procs if p.poll() is None]
+        if len(alive) != len(procs):
+            print(f"  warning: {len(procs) - len(alive)} ffmpeg processes exited early", file=sys.stderr)
+        cpu, rss, elapsed = measure(alive, seconds)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return Measure(cpu, rss, elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", default="1,16,64,200")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="pscs-bench-rec-"))
+    cache = tmp / "sim-cache"
+    print(f"{'N':>4} {'who':<7} {'CPU s/cam-min':>13} {'ratio':>6} {'MiB/cam':>8} {'ratio':>6} {'loss %':>7}")
+    try:
+        for n in (int(x) for x in args.cameras.split(",")):
+            sim, port = start_simulator(n, cache)
+            try:
+                camera_urls = urls(port, n)
+                ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}", args.warmup, args.seconds)
+                ours = run_pscs(camera_urls, tmp, args.workers, args.warmup, args.seconds)
+            finally:
+                sim.send_signal(signal.SIGINT)
+                sim.wait(timeout=30)
+            expected = n * FPS * ours.window_s
+            loss = max(0.0, 100 * (1 - (ours.frames or 0) / expected))
+            cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
+            mem_ratio = ours.rss / max(ffmpeg.rss, 1)
+            mib = 1024 * 1024
+            print(f"{n:>4} {'ffmpeg':<7} {ffmpeg.per_camera_minute(n):>13.3f} {'':>6} {ffmpeg.rss / n / mib:>8.1f}")
+            print(
+                f"{n:>4} {'pscs':<7} {ours.per_camera_minute(n):>13.3f} {cpu_ratio:>6.2f} {ours.rss / n / mib:>8.1f} "
+                f"{mem_ratio:>6.2f} {loss:>7.2f}",
+                flush=True,
+            )
+            shutil.rmtree(tmp / f"ff{n}", ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
