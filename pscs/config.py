@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     )
     recordings_dir: Path | None = Field(default=None, description="Default: <data_dir>/recordings")
     evidence_dir: Path | None = Field(default=None, description="Default: <data_dir>/evidence")
+    segment_seconds: float = Field(default=10.0, ge=1, le=300, description="Length of recorded segments")
+    recorder_workers: int | None = Field(default=None, ge=1, le=64, description="Default: one per CPU core")
     min_free_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk-pressure threshold")
     log_level: str = "INFO"
 

@@ -48,10 +48,14 @@ class BackgroundServices:
     """Everything that runs beside the web app, started and stopped with it."""
 
     def __init__(self, runtime: Runtime, *, record: bool = True) -> None:
+        from pscs.recording.camera import RecorderConfig
         from pscs.recording.supervisor import RecorderSupervisor
 
         self.runtime = runtime
-        self.recorder = RecorderSupervisor(runtime) if record else None
+        config = RecorderConfig(
+            segment_seconds=runtime.settings.segment_seconds, workers=runtime.settings.recorder_workers
+        )
+        self.recorder = RecorderSupervisor(runtime, config) if record else None
         self.tasks = [
             PeriodicTask("audit-checkpoint", runtime.profile.audit.checkpoint_every_seconds, runtime.audit.checkpoint),
         ]
