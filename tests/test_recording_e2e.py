@@ -238,7 +238,7 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
             "not h264": register(rt, "MJPEG", mjpeg.url()),
             "authorized": register(rt, "Right password", locked.url("operator:s3cret-pass")),
         }
-        config = RecorderConfig(**{**FAST.__dict__, "workers": 2, "offline_alert_after_s": 2.0})
+        config = RecorderConfig(**{**FAST.__dict__, "workers": 2, "offline_alert_after_s": 6.0})
         supervisor_factory(rt, config)
         expected = {
             "unreachable": "unreachable (connection refused)",

@@ -230,18 +230,18 @@ class CameraRecorder(threading.Thread):
     def _open(self, probe: bool) -> Any:
         host = urlsplit(self.source.main_url).hostname or ""
         socket.getaddrinfo(host, None)  # a clear "unknown host" rather than FFmpeg's I/O error
-        options = {"rtsp_transport": "tcp", "rtsp_flags": "prefer_tcp"}
+        # The socket time-out is FFmpeg's own option, not PyAV's ``timeout=``: PyAV's version
+        # is an interrupt callback that takes the GIL on every network poll, which with many
+        # cameras per process cost more CPU than the recording itself.
+        timeout_us = int(max(self.config.open_timeout_s, self.config.read_timeout_s) * 1_000_000)
+        options = {"rtsp_transport": "tcp", "rtsp_flags": "prefer_tcp", "timeout": str(timeout_us)}
         # Parameters normally come from the SDP (sprop-parameter-sets): skip the 5 s probe.
         options |= (
             {"analyzeduration": "2000000", "probesize": "1000000"}
             if probe
             else {"analyzeduration": "0", "probesize": "32"}
         )
-        return av.open(
-            self.source.main_url,
-            options=options,
-            timeout=(self.config.open_timeout_s, self.config.read_timeout_s),
-        )
+        return av.open(self.source.main_url, options=options)
 
     def _record_connection(self) -> bool:
         self._frames_this_connection = 0
