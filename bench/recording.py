@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pscs.audit.events import Actor
 from pscs.cameras import service as cameras
@@ -69,6 +69,7 @@ class Measure:
     rss: int
     window_s: float
     frames: int | None = None
+    expected_frames: float | None = None
 
     def per_camera_minute(self, n: int) -> float:
         return self.cpu_s / n / (self.window_s / 60)
@@ -143,17 +144,22 @@ def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, sec
         time.sleep(warmup)
         pids = supervisor.worker_pids()
 
-        def frames() -> int:
+        def counters() -> dict[int, tuple[int, float]]:
             with rt.db.session() as s:
-                return int(s.scalar(select(func.coalesce(func.sum(CameraHealth.frames_total), 0))))
+                rows = s.execute(select(CameraHealth.camera_id, CameraHealth.frames_total, CameraHealth.updated_at))
+                return {cid: (frames, at.timestamp()) for cid, frames, at in rows}
 
-        before = frames()
+        before = counters()
         cpu, rss, elapsed = measure(pids, seconds)
-        received = frames() - before
+        after = counters()
+        # Each camera's frame counter is reported with its own time stamp: compare the
+        # frames received with the frames sent in exactly that interval.
+        received = sum(after[c][0] - before[c][0] for c in before if c in after)
+        expected = sum((after[c][1] - before[c][1]) * FPS for c in before if c in after)
     finally:
         supervisor.stop()
         rt.close()
-    return Measure(cpu, rss, elapsed, received)
+    return Measure(cpu, rss, elapsed, received, expected)
 
 
 def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float) -> Measure:
@@ -224,8 +230,7 @@ def main() -> None:
             finally:
                 sim.send_signal(signal.SIGINT)
                 sim.wait(timeout=30)
-            expected = n * FPS * ours.window_s
-            loss = max(0.0, 100 * (1 - (ours.frames or 0) / expected))
+            loss = 100 * (1 - (ours.frames or 0) / max(ours.expected_frames or 1, 1))
             cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
             mem_ratio = ours.rss / max(ffmpeg.rss, 1)
             mib = 1024 * 1024

@@ -6,22 +6,17 @@ import re
 
 import pytest
 from fastapi import APIRouter
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from pscs.policy.profile import ROLES
-from pscs.web.access import Kind, rule_of
+from pscs.web.access import Kind, RouteInfo, iter_routes, rule_of
 from pscs.web.app import create_app
 from tests.conftest import ADMIN_PASSWORD
 from tests.web_helpers import client_for, csrf_of, make_user, sign_in
 
 
-def all_routes(app) -> list[tuple[str, str, APIRoute]]:
-    routes = []
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            for method in sorted(route.methods - {"HEAD"}):
-                routes.append((method, route.path, route))
+def all_routes(app) -> list[tuple[str, str, RouteInfo]]:
+    routes = [(m, r.path, r) for r in iter_routes(app.routes) for m in sorted(r.methods - {"HEAD"})]
     # Signing out last, so that it does not end the session the other checks use.
     return sorted(routes, key=lambda r: r[1] == "/logout")
 
@@ -32,6 +27,10 @@ def concrete(path: str) -> str:
 
 def test_every_route_declares_who_may_use_it(sqlite_runtime):
     app = create_app(sqlite_runtime)
+    paths = {p for _, p, _ in all_routes(app)}
+    # The walk must see the included routers' routes, or this test would prove nothing.
+    assert {"/login", "/api/v1/users", "/api/v1/audit/events", "/api/v1/cameras"} <= paths
+    assert len(paths) >= 30
     undeclared = [f"{m} {p}" for m, p, r in all_routes(app) if rule_of(r.endpoint) is None]
     assert undeclared == []
 
@@ -71,6 +70,12 @@ def test_route_role_matrix(runtime, clients_by_role):
         headers = {"x-csrf-token": csrf_of(client)} if who != "anonymous" else {}
         for method, path, route in all_routes(app):
             rule = rule_of(route.endpoint)
+            if method == "WEBSOCKET":
+                if who == "anonymous" or (rule.kind is Kind.ROLES and who not in rule.roles):
+                    with client.websocket_connect(concrete(path)) as ws:
+                        if "error" not in ws.receive_json():
+                            failures.append(f"{who:17} WS     {path}: not refused")
+                continue
             response = client.request(
                 method, concrete(path), headers=headers, json={} if method != "GET" else None, follow_redirects=False
             )
@@ -100,3 +105,13 @@ def test_admin_alone_has_no_video_role(sqlite_runtime):
     assert not may_handle_video(frozenset({"admin"}), profile).allowed
     assert not may_handle_video(frozenset({"auditor"}), profile).allowed
     assert may_handle_video(frozenset({"admin", "operator"}), profile).allowed
+
+
+def test_menu_follows_the_route_rules(sqlite_runtime):
+    make_user(sqlite_runtime, "audrey", ["auditor"])
+    admin = sign_in(client_for(sqlite_runtime), "admin", ADMIN_PASSWORD)
+    auditor = sign_in(client_for(sqlite_runtime), "audrey")
+    admin_home = admin.get("/", headers={"accept": "text/html"}).text
+    auditor_home = auditor.get("/", headers={"accept": "text/html"}).text
+    assert 'href="/admin/users"' in admin_home and 'href="/audit"' not in admin_home
+    assert 'href="/audit"' in auditor_home and 'href="/admin/users"' not in auditor_home

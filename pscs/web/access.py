@@ -7,13 +7,15 @@ on the endpoint, set by the decorators below, so the route x role test can read 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import WebSocketRoute
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth import service as auth
@@ -207,3 +209,23 @@ async def _check_csrf(request: Request, view: auth.SessionView, actor: Actor) ->
             "CJIS-5.10",
             "csrf token missing or wrong",
         )
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str
+    methods: frozenset[str]  # "WEBSOCKET" for a WebSocket route
+    endpoint: Callable[..., Any]
+
+
+def iter_routes(routes: Any, prefix: str = "") -> Iterator[RouteInfo]:
+    """Every HTTP and WebSocket route of an app or router, however routers are nested
+    (FastAPI wraps an included router instead of copying its routes into the app)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield RouteInfo(prefix + route.path, frozenset(route.methods), route.endpoint)
+        elif isinstance(route, WebSocketRoute | APIWebSocketRoute):
+            yield RouteInfo(prefix + route.path, frozenset({"WEBSOCKET"}), route.endpoint)
+        elif (router := getattr(route, "original_router", None)) is not None:
+            context = getattr(route, "include_context", None)
+            yield from iter_routes(router.routes, prefix + getattr(context, "prefix", ""))

@@ -8,11 +8,10 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from pscs import __version__
-from pscs.web.access import AccessRule, Kind, rule_of
+from pscs.web.access import AccessRule, Kind, iter_routes, rule_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -30,13 +29,18 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("Cameras", "/cameras"),
     NavItem("Users", "/admin/users"),
     NavItem("Audit trail", "/audit"),
+    NavItem("Console", "/console"),
+    NavItem("Playback", "/console/playback"),
+    NavItem("Privacy zones", "/console/zones"),
+    NavItem("Designations", "/console/designations"),
+    NavItem("Mask lifts", "/console/mask-lifts"),
     NavItem("Policy", "/policy"),
 )
 
 
 def _rule_for(app: Any, href: str) -> AccessRule | None:
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path == href and "GET" in route.methods:
+    for route in iter_routes(app.routes):
+        if route.path == href and "GET" in route.methods:
             return rule_of(route.endpoint)
     return None
 
