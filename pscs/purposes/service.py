@@ -327,7 +327,7 @@ def revoke_designation(rt: Runtime, caller: Caller, designation_id: int, reason:
 def list_designations(rt: Runtime, *, active_only: bool = False) -> list[DesignationView]:
     now = utcnow()
     with rt.db.session() as s:
-        names = dict(s.execute(select(Camera.id, Camera.name)).tuples().all())
+        names = {cid: name for cid, name in s.execute(select(Camera.id, Camera.name))}
         rows = s.scalars(select(LocationDesignation).order_by(LocationDesignation.id.desc())).all()
         views = [_designation_view(d, names) for d in rows]
     return [v for v in views if v.active(now)] if active_only else views
