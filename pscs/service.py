@@ -88,6 +88,9 @@ def run_server(runtime: Runtime, host: str, port: int, *, record: bool = True) -
         try:
             yield
         finally:
+            hub = getattr(app.state, "live_hub", None)
+            if hub is not None:
+                hub.close()  # ends the camera connections behind the live views
             services.stop()
 
     app.router.lifespan_context = lifespan

@@ -197,3 +197,15 @@ def test_logout_ends_the_session(sqlite_runtime):
     assert client.get("/api/v1/me").status_code == 401
     with rt.db.session() as s:
         assert s.scalar(select(AuditEventRow.action).where(AuditEventRow.action == "auth.logout"))
+
+
+def test_U1_signing_out_ends_the_declared_purpose(sqlite_runtime):
+    rt = sqlite_runtime
+    make_user(rt, "pia", ["operator"])
+    client = sign_in(client_for(rt), "pia")
+    token = csrf_of(client)
+    opened = client.post("/api/v1/purpose-sessions", json={"purpose": "fire"}, headers={"x-csrf-token": token})
+    assert opened.status_code == 201, opened.text
+    client.post("/logout", data={"csrf_token": token})
+    ended = rt.audit.search(action_prefix="purpose.end", actor="pia")
+    assert ended and "signed out" in ended[0].details

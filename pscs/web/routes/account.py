@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from pscs.auth import service as auth
 from pscs.errors import AuthenticationFailed, PolicyDenied, PscsError
 from pscs.policy.profile import policy_text
+from pscs.purposes import service as purposes
 from pscs.web import pages
 from pscs.web.access import (
     SESSION_COOKIE,
@@ -195,6 +196,8 @@ def acknowledge_submit(
 @signed_in_before_gates
 def logout(request: Request) -> Response:
     rt = runtime_of(request)
+    # A purpose declared in this sign-in ends with it, and its end is audited (U1).
+    purposes.end_session(rt, purposes.Caller.of(request.state.user, request.state.actor), "signed out")
     auth.end_session(rt, request.state.actor, request.state.user.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
