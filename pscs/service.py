@@ -50,14 +50,17 @@ class BackgroundServices:
     def __init__(self, runtime: Runtime, *, record: bool = True) -> None:
         from pscs.recording.camera import RecorderConfig
         from pscs.recording.supervisor import RecorderSupervisor
+        from pscs.retention.sweeper import RetentionSweeper
 
         self.runtime = runtime
         config = RecorderConfig(
             segment_seconds=runtime.settings.segment_seconds, workers=runtime.settings.recorder_workers
         )
         self.recorder = RecorderSupervisor(runtime, config) if record else None
+        sweeper = RetentionSweeper(runtime)
         self.tasks = [
             PeriodicTask("audit-checkpoint", runtime.profile.audit.checkpoint_every_seconds, runtime.audit.checkpoint),
+            PeriodicTask("retention-sweep", sweeper.interval_seconds, sweeper.run_once),  # S1
         ]
 
     def start(self) -> None:

@@ -308,6 +308,14 @@ from pscs.sim.cli import app as sim_app  # noqa: E402
 app.add_typer(camera_cli.app, name="camera")
 app.add_typer(sim_app, name="sim")
 
+from pscs.cli import records as records_cli  # noqa: E402
+
+app.add_typer(records_cli.retention_app, name="retention")
+app.add_typer(records_cli.hold_app, name="hold")
+app.add_typer(records_cli.request_app, name="request")
+app.add_typer(records_cli.evidence_app, name="evidence")
+app.add_typer(records_cli.compliance_app, name="compliance")
+
 
 def main() -> None:
     app()

@@ -137,4 +137,3 @@ class RetentionSweep(Base):
     resumed: Mapped[int] = mapped_column(BigInteger, default=0)  # deletions an interrupted run left
     holds_lapsed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
-

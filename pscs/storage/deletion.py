@@ -22,16 +22,20 @@ file is never left half-indexed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import TextClause, bindparam, select, text
 
 from pscs.audit.events import Actor
-from pscs.db.base import utcnow
+from pscs.db.base import UTCDateTime, utcnow
 from pscs.retention.disposal import record_disposals
 from pscs.runtime import Runtime
 from pscs.storage.models import PendingDelete, Segment
@@ -39,10 +43,7 @@ from pscs.storage.protection import protected_segment_ids
 from pscs.storage.segments import fsync_dir
 
 log = logging.getLogger(__name__)
-_BATCH = 2000
-_SEGMENTS = Segment.__table__
-_PENDING = PendingDelete.__table__
-_COLUMNS = (Segment.id, Segment.camera_id, Segment.start_ms, Segment.end_ms, Segment.path, Segment.sha256)
+_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,29 @@ def delete_segments(
     ids = list(dict.fromkeys(segment_ids))
     result = DeletionResult()
     root = rt.settings.recordings_path
-    for start in range(0, len(ids), _BATCH):
-        _delete_batch(rt, root, actor, ids[start : start + _BATCH], reason, result)
+    batches = [ids[start : start + _BATCH] for start in range(0, len(ids), _BATCH)]
+    if len(batches) <= 1:
+        for batch in batches:
+            result.deleted.extend(_carry_out(rt, root, _claim(rt, actor, batch, reason, result), result.protected))
+        return _finish(rt, actor, reason, clauses, result)
+    # A pipeline one batch deep: while one batch's files are unlinked (step 3, on a worker
+    # thread: the kernel's time), the next batch is decided (steps 1-2) and the previous one
+    # forgotten (step 4) — the database's time.  Each batch still goes through the steps in
+    # order, so a crash leaves exactly what the sequential path would.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pscs-unlink") as unlinker:
+        in_flight: tuple[Future[list[_Claim]], set[str]] | None = None
+        for batch in batches:
+            claims = _recheck(rt, root, _claim(rt, actor, batch, reason, result), result.protected)
+            submitted = (unlinker.submit(_unlink, root, claims), {os.path.dirname(c.path) for c in claims})
+            if in_flight is not None:
+                result.deleted.extend(_forget(rt, root, in_flight[0].result(), in_flight[1]))
+            in_flight = submitted
+        if in_flight is not None:
+            result.deleted.extend(_forget(rt, root, in_flight[0].result(), in_flight[1]))
+    return _finish(rt, actor, reason, clauses, result)
+
+
+def _finish(rt: Runtime, actor: Actor, reason: str, clauses: Sequence[str], result: DeletionResult) -> DeletionResult:
     if result.deleted or result.protected:
         rt.audit.record(
             "storage.delete",
@@ -115,8 +137,7 @@ def _summary(reason: str, result: DeletionResult) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True)
-class _Claim:
+class _Claim(NamedTuple):
     """A decided deletion (a ``PendingDelete`` row), as plain values."""
 
     segment_id: int
@@ -129,13 +150,45 @@ class _Claim:
     requested_by: str
 
 
-def _delete_batch(rt: Runtime, root: Path, actor: Actor, ids: list[int], reason: str, result: DeletionResult) -> None:
-    # 1. Decide, and write the decision down, in one transaction with the protection check.
-    #    (Core statements and one protection query per camera: a sweep deletes ~10^6 rows.)
+def _sql(rt: Runtime, statement: str) -> TextClause:
+    """``statement`` with ``{ids:column}`` turned into a test of ``column`` against the one
+    bound parameter ``:ids`` (see :func:`_ids`): thousands of ids bind as one value, not as
+    thousands of parameters (which would cost more than the deletes themselves)."""
+    key = (rt.db.is_sqlite, statement)
+    clause = _STATEMENTS.get(key)
+    if clause is None:
+        form = "{} IN (SELECT value FROM json_each(:ids))" if rt.db.is_sqlite else "{} = ANY(:ids)"
+        clause = text(re.sub(r"\{ids:(\w+)\}", lambda m: form.format(m.group(1)), statement))
+        _STATEMENTS[key] = clause
+    return clause
+
+
+_STATEMENTS: dict[tuple[bool, str], TextClause] = {}
+_SIZES = "SELECT id, bytes FROM segments WHERE {ids:id}"
+_SIZES_FOR_UPDATE = "SELECT id, bytes FROM segments WHERE {ids:id} FOR UPDATE"
+
+
+def _ids(rt: Runtime, ids: Iterable[int]) -> str | list[int]:
+    values = [int(i) for i in ids]
+    return json.dumps(values) if rt.db.is_sqlite else values
+
+
+def _claim(rt: Runtime, actor: Actor, ids: list[int], reason: str, result: DeletionResult) -> list[_Claim]:
+    """Step 1: decide, and write the decision down, in one transaction with the protection check."""
+    #    (Set-based statements and one protection query per camera: a sweep deletes ~10^6 rows.)
     claimed: list[_Claim] = []
+    reason, by = reason[:100], actor.username[:200]
     with rt.db.write() as s:
-        rows = {r.id: r for r in s.execute(select(*_COLUMNS).where(Segment.id.in_(ids)))}
-        already = set(s.scalars(select(PendingDelete.segment_id).where(PendingDelete.segment_id.in_(ids))))
+        rows = {
+            r.id: r
+            for r in s.execute(
+                _sql(rt, "SELECT id, camera_id, start_ms, end_ms, path, sha256 FROM segments WHERE {ids:id}"),
+                {"ids": _ids(rt, ids)},
+            )
+        }
+        already = set(
+            s.scalars(_sql(rt, "SELECT segment_id FROM pending_deletes WHERE {ids:segment_id}"), {"ids": _ids(rt, ids)})
+        )
         protected = protected_segment_ids(s, ((r.id, r.camera_id, r.start_ms, r.end_ms) for r in rows.values()))
         for segment_id in ids:
             row = rows.get(segment_id)
@@ -147,46 +200,32 @@ def _delete_batch(rt: Runtime, root: Path, actor: Actor, ids: list[int], reason:
                 continue
             if segment_id in already:
                 continue  # another deletion is finishing it
-            claimed.append(
-                _Claim(
-                    row.id,
-                    row.camera_id,
-                    row.start_ms,
-                    row.end_ms,
-                    row.path,
-                    row.sha256,
-                    reason[:100],
-                    actor.username[:200],
-                )
-            )
+            claimed.append(_Claim(row.id, row.camera_id, row.start_ms, row.end_ms, row.path, row.sha256, reason, by))
         if claimed:
-            now = utcnow()
             s.execute(
-                insert(_PENDING),
-                [
-                    {
-                        "segment_id": c.segment_id,
-                        "camera_id": c.camera_id,
-                        "start_ms": c.start_ms,
-                        "end_ms": c.end_ms,
-                        "path": c.path,
-                        "sha256": c.sha256,
-                        "reason": c.reason,
-                        "requested_by": c.requested_by,
-                        "created_at": now,
-                    }
-                    for c in claimed
-                ],
+                _sql(
+                    rt,
+                    "INSERT INTO pending_deletes (segment_id, camera_id, start_ms, end_ms, path, sha256, reason, "
+                    "requested_by, created_at) SELECT id, camera_id, start_ms, end_ms, path, sha256, :reason, :by, "
+                    ":now FROM segments WHERE {ids:id}",
+                ).bindparams(bindparam("now", type_=UTCDateTime())),
+                {"ids": _ids(rt, (c.segment_id for c in claimed)), "reason": reason, "by": by, "now": utcnow()},
             )
-    result.deleted.extend(_carry_out(rt, root, claimed, result_protected=result.protected))
+    return claimed
 
 
 def _carry_out(rt: Runtime, root: Path, pending: list[_Claim], result_protected: list[int]) -> list[DeletedSegment]:
-    """Steps 2-5 for decided deletions; shared with reconcile.  Returns those finished."""
+    """Steps 2-5 for decided deletions, in order; shared with reconcile.  Returns those finished."""
+    claims = _recheck(rt, root, pending, result_protected)
+    return _forget(rt, root, _unlink(root, claims), {os.path.dirname(c.path) for c in claims})
+
+
+def _recheck(rt: Runtime, root: Path, pending: list[_Claim], result_protected: list[int]) -> list[_Claim]:
+    """Step 2: ask again right before the irreversible step (a hold may have been placed
+    since); returns the claims still to carry out."""
     if not pending:
         return []
     base = str(root)
-    # 2. Ask again right before the irreversible step: a hold may have been placed since.
     with rt.db.write() as s:
         again = protected_segment_ids(s, ((p.segment_id, p.camera_id, p.start_ms, p.end_ms) for p in pending))
         # (A file already gone cannot be protected any more: finish recording its deletion.)
@@ -194,51 +233,62 @@ def _carry_out(rt: Runtime, root: Path, pending: list[_Claim], result_protected:
             p.segment_id for p in pending if p.segment_id in again and os.path.exists(os.path.join(base, p.path))
         }
         if cancelled:
-            s.execute(delete(_PENDING).where(_PENDING.c.segment_id.in_(cancelled)))
+            s.execute(_sql(rt, "DELETE FROM pending_deletes WHERE {ids:segment_id}"), {"ids": _ids(rt, cancelled)})
     result_protected.extend(p.segment_id for p in pending if p.segment_id in cancelled)
+    return [p for p in pending if p.segment_id not in cancelled]
 
-    # 3. Unlink; verify with one listing per time-bucket folder; fsync the folder.
+
+def _unlink(root: Path, claims: list[_Claim]) -> list[_Claim]:
+    """Step 3: unlink relative to the time-bucket folder (as find -delete does), verify with
+    one listing per folder, fsync the folder.  Returns the claims whose file is gone.
+    Touches no database (it runs on the pipeline's worker thread)."""
+    base = str(root)
     by_folder: dict[str, list[_Claim]] = {}
-    for p in pending:
-        if p.segment_id not in cancelled:
-            by_folder.setdefault(os.path.dirname(p.path), []).append(p)
+    for p in claims:
+        by_folder.setdefault(os.path.dirname(p.path), []).append(p)
     done: list[_Claim] = []
-    for folder, claims in by_folder.items():
-        folder_path = os.path.join(base, folder)
-        failed: set[int] = set()
-        for p in claims:
-            try:
-                os.unlink(os.path.join(base, p.path))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.error("could not delete %s: %s (left pending; reconcile retries)", p.path, exc.strerror)
-                failed.add(p.segment_id)
+    for folder, in_folder in by_folder.items():
         try:
-            remaining = set(os.listdir(folder_path))
+            folder_fd = os.open(os.path.join(base, folder), os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            remaining = set()
-        for p in claims:
-            if p.segment_id in failed:
-                continue
-            if os.path.basename(p.path) in remaining:
-                log.error("%s still exists after unlink (left pending; reconcile retries)", p.path)
-                continue
-            done.append(p)
-        if os.path.isdir(folder_path):
-            fsync_dir(Path(folder_path))
+            done.extend(in_folder)  # the folder is gone, and its files with it
+            continue
+        try:
+            failed: set[int] = set()
+            for p in in_folder:
+                try:
+                    os.unlink(os.path.basename(p.path), dir_fd=folder_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.error("could not delete %s: %s (left pending; reconcile retries)", p.path, exc.strerror)
+                    failed.add(p.segment_id)
+            remaining = set(os.listdir(folder_fd))
+            for p in in_folder:
+                if p.segment_id in failed:
+                    continue
+                if os.path.basename(p.path) in remaining:
+                    log.error("%s still exists after unlink (left pending; reconcile retries)", p.path)
+                    continue
+                done.append(p)
+            os.fsync(folder_fd)
+        finally:
+            os.close(folder_fd)
+    return done
 
-    # 4. Forget them, and record their disposal, in one transaction: the rows still present
-    #    are the ones this call removes (another finisher may have raced it to some).
+
+def _forget(rt: Runtime, root: Path, done: list[_Claim], folders: set[str]) -> list[DeletedSegment]:
+    """Steps 4-5: forget the unlinked segments and record their disposal in one transaction
+    (the rows still present are the ones this call removes: another finisher may have raced
+    it to some); then tidy the time-bucket folders left empty."""
     finished: list[DeletedSegment] = []
     if done:
-        ids = [p.segment_id for p in done]
+        ids = {"ids": _ids(rt, (p.segment_id for p in done))}
+        select_sizes = _SIZES if rt.db.is_sqlite else _SIZES_FOR_UPDATE
         with rt.db.write() as s:
-            sizes = dict(
-                s.execute(select(Segment.id, Segment.bytes).where(Segment.id.in_(ids)).with_for_update()).all()
-            )
-            s.execute(delete(_SEGMENTS).where(_SEGMENTS.c.id.in_(ids)))
-            s.execute(delete(_PENDING).where(_PENDING.c.segment_id.in_(ids)))
+            sizes = dict(s.execute(_sql(rt, select_sizes), ids).all())
+            s.execute(_sql(rt, "DELETE FROM segments WHERE {ids:id}"), ids)
+            s.execute(_sql(rt, "DELETE FROM pending_deletes WHERE {ids:segment_id}"), ids)
             finished = [
                 DeletedSegment(p.segment_id, p.camera_id, p.start_ms, p.end_ms, p.path, p.sha256, sizes[p.segment_id])
                 for p in done
@@ -247,15 +297,13 @@ def _carry_out(rt: Runtime, root: Path, pending: list[_Claim], result_protected:
             record_disposals(
                 s,
                 (
-                    (p.camera_id, p.start_ms, p.end_ms, sizes[p.segment_id], p.reason, p.requested_by)
-                    for p in done
-                    if p.segment_id in sizes
+                    (d.camera_id, d.start_ms, d.end_ms, d.bytes, p.reason, p.requested_by)
+                    for d, p in zip(finished, (p for p in done if p.segment_id in sizes), strict=True)
                 ),
             )
 
-    # 5. Tidy the time-bucket folders that are now empty (hour, then day).
-    for folder in by_folder:
-        _remove_empty_buckets(Path(base, folder))
+    for folder in folders:
+        _remove_empty_buckets(root / folder)
     return finished
 
 

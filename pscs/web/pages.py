@@ -34,6 +34,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("Privacy zones", "/console/zones"),
     NavItem("Designations", "/console/designations"),
     NavItem("Mask lifts", "/console/mask-lifts"),
+    NavItem("Records", "/records"),
     NavItem("Policy", "/policy"),
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:39:02.591730
+Create Date: 2026-11-26 08:45:06.936913
 """
 
 from alembic import op

@@ -1,0 +1,458 @@
+"""Storage requests (S2), decided in the Records Service Division Commander's log.
+
+    submitted --approve--> approved --intake--> fulfilled     (footage now evidence, S3)
+        \\--deny (with reason)--> denied
+
+Filing a request places a provisional hold on its cameras and time range in the same
+transaction, so nothing it names can expire while it is pending; the hold ends when the
+request is denied or fulfilled.  Only the roles in ``approvals.storage_request`` decide,
+never on their own request.  Nothing is preserved without an approved request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pscs.audit.events import Actor, Outcome
+from pscs.auth.models import User
+from pscs.cameras.models import Camera
+from pscs.db.base import utcnow
+from pscs.errors import InvalidInput, NotFound, PolicyDenied
+from pscs.policy import decisions
+from pscs.requests.models import StorageRequest, StorageRequestCamera
+from pscs.retention.holds import end_provisional_hold, insert_hold, roles_of
+from pscs.retention.models import HOLD_REASONS, Hold
+from pscs.runtime import Runtime
+
+ATTESTATION = (
+    "I request that the images described above be stored. The information on this form is true and "
+    "complete to the best of my knowledge, and the images are needed for the purpose stated."
+)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    number: str
+    status: str
+    requester: str
+    requester_name: str
+    unit: str
+    case_number: str
+    reason: str
+    reason_label: str
+    narrative: str
+    camera_ids: tuple[int, ...]
+    start_ms: int
+    end_ms: int
+    attestation_name: str
+    submitted_at: datetime
+    decided_by: str | None
+    decided_by_name: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    fulfilled_at: datetime | None
+    intake_error: str | None
+    hold_id: int | None
+    hold_status: str | None
+    evidence_item_id: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["camera_ids"] = list(self.camera_ids)
+        d["start"] = iso_ms(self.start_ms)
+        d["end"] = iso_ms(self.end_ms)
+        for key in ("submitted_at", "decided_at", "fulfilled_at"):
+            d[key] = d[key].isoformat() if d[key] else None
+        return d
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def _view(s: Session, r: StorageRequest) -> RequestView:
+    from pscs.evidence.models import EvidenceItem
+
+    cameras = tuple(
+        sorted(s.scalars(select(StorageRequestCamera.camera_id).where(StorageRequestCamera.request_id == r.id)))
+    )
+    hold = s.execute(
+        select(Hold.id, Hold.status).where(Hold.storage_request_id == r.id).order_by(Hold.id.desc())
+    ).first()
+    item = s.scalar(select(EvidenceItem.id).where(EvidenceItem.storage_request_id == r.id))
+    return RequestView(
+        r.id,
+        r.number,
+        r.status,
+        r.requester_username,
+        r.requester_name,
+        r.unit,
+        r.case_number,
+        r.reason,
+        HOLD_REASONS.get(r.reason, r.reason),
+        r.narrative,
+        cameras,
+        r.start_ms,
+        r.end_ms,
+        r.attestation_name,
+        r.submitted_at,
+        r.decided_by,
+        r.decided_by_name,
+        r.decided_at,
+        r.decision_reason,
+        r.fulfilled_at,
+        r.intake_error,
+        hold[0] if hold else None,
+        hold[1] if hold else None,
+        item,
+    )
+
+
+def _deny(rt: Runtime, actor: Actor, action: str, number: str | None, decision: decisions.Decision) -> None:
+    rt.audit.record(
+        action,
+        actor,
+        Outcome.DENIED,
+        object_type="storage_request",
+        object_id=number,
+        clauses=(decision.clause,),
+        details={"reason": decision.reason},
+    )
+    raise PolicyDenied(decision.reason, decision.clause)
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def file_request(
+    rt: Runtime,
+    actor: Actor,
+    *,
+    unit: str,
+    case_number: str,
+    camera_ids: list[int] | set[int],
+    start_ms: int,
+    end_ms: int,
+    reason: str,
+    narrative: str,
+    attestation_name: str,
+    now: datetime | None = None,
+) -> RequestView:
+    """Submit the form: numbered in the log, with a provisional hold placed at once."""
+    now = now or utcnow()
+    decision = decisions.may_file_storage_request(roles_of(rt, actor), rt.profile)
+    if not decision.allowed:
+        _deny(rt, actor, "storage_request.submit", None, decision)
+    for label, value in (("unit", unit), ("case number", case_number), ("reason for the request", narrative)):
+        if not value.strip():
+            raise InvalidInput(f"the form needs the {label}")
+    if reason not in HOLD_REASONS:
+        raise InvalidInput(f"the reason must be one of: {', '.join(HOLD_REASONS)}")
+    if start_ms >= decisions.epoch_ms(now):
+        raise InvalidInput("the time range must start in the past (footage that exists)")
+    if end_ms <= start_ms:
+        raise InvalidInput("the time range must end after it starts")
+    with rt.db.session() as s:
+        user = s.get(User, actor.user_id) if actor.user_id is not None else None
+        known = set(s.scalars(select(Camera.id).where(Camera.id.in_(set(camera_ids)))))
+    if not camera_ids:
+        raise InvalidInput("name at least one camera")
+    if missing := sorted(set(camera_ids) - known):
+        raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")
+    if user is None:
+        raise PolicyDenied("a storage request is filed by a signed-in user", "S2")
+    if _norm(attestation_name) != _norm(user.full_name):
+        raise InvalidInput(f"type your full name ({user.full_name}) to sign the attestation")
+
+    for _attempt in range(5):
+        try:
+            with rt.db.write() as s:
+                year = now.year
+                seq = (s.scalar(select(func.max(StorageRequest.seq)).where(StorageRequest.year == year)) or 0) + 1
+                req = StorageRequest(
+                    year=year,
+                    seq=seq,
+                    number=f"{year}-{seq:04d}",
+                    requester_username=user.username,
+                    requester_id=user.id,
+                    requester_name=user.full_name,
+                    unit=unit.strip(),
+                    case_number=case_number.strip(),
+                    reason=reason,
+                    narrative=narrative.strip(),
+                    start_ms=start_ms,
+                    end_ms=end_ms,
+                    attestation_name=attestation_name.strip(),
+                    submitted_at=now,
+                    status="submitted",
+                )
+                s.add(req)
+                s.flush()
+                s.add_all(StorageRequestCamera(request_id=req.id, camera_id=c) for c in sorted(set(camera_ids)))
+                hold = insert_hold(
+                    s,
+                    rt,
+                    actor,
+                    camera_ids=set(camera_ids),
+                    start_ms=start_ms,
+                    end_ms=end_ms,
+                    reason=reason,
+                    reference=case_number,
+                    description=f"Provisional hold for storage request {req.number}",
+                    now=now,
+                    storage_request_id=req.id,
+                )
+                s.flush()
+                view = _view(s, req)
+                hold_id, at_risk = hold.id, hold.at_risk_segments
+            break
+        except IntegrityError:
+            continue  # another request took the number: take the next
+    else:
+        raise InvalidInput("could not number the request; try again")
+    rt.audit.record(
+        "storage_request.submit",
+        actor,
+        object_type="storage_request",
+        object_id=view.number,
+        clauses=("S2",),
+        details=_summary(view),
+    )
+    rt.audit.record(
+        "hold.create",
+        actor,
+        object_type="hold",
+        object_id=hold_id,
+        clauses=("S1", "S2"),
+        details={
+            "provisional": True,
+            "storage_request": view.number,
+            "cameras": list(view.camera_ids),
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "at_risk_segments": at_risk,
+        },
+    )
+    return view
+
+
+def _summary(view: RequestView) -> dict[str, Any]:
+    return {
+        "number": view.number,
+        "requester": view.requester,
+        "unit": view.unit,
+        "case_number": view.case_number,
+        "reason": view.reason,
+        "cameras": list(view.camera_ids),
+        "start": iso_ms(view.start_ms),
+        "end": iso_ms(view.end_ms),
+    }
+
+
+def _by_number(s: Session, number: str) -> StorageRequest:
+    req = s.scalar(select(StorageRequest).where(StorageRequest.number == number))
+    if req is None:
+        raise NotFound(f"no storage request {number}")
+    return req
+
+
+def get_request(rt: Runtime, actor: Actor | None, number: str) -> RequestView:
+    """One request; ``actor`` None is the system (CLI, compliance)."""
+    with rt.db.session() as s:
+        view = _view(s, _by_number(s, number))
+    if actor is not None:
+        decision = decisions.may_see_request(actor.username, roles_of(rt, actor), view.requester, rt.profile)
+        if not decision.allowed:
+            _deny(rt, actor, "storage_request.read", number, decision)
+    return view
+
+
+def list_requests(
+    rt: Runtime, actor: Actor | None, *, status: str | None = None, year: int | None = None
+) -> list[RequestView]:
+    """The log (for the records commander and auditors); anyone else sees their own requests."""
+    q = select(StorageRequest).order_by(StorageRequest.year.desc(), StorageRequest.seq.desc())
+    if status:
+        q = q.where(StorageRequest.status == status)
+    if year:
+        q = q.where(StorageRequest.year == year)
+    if actor is not None:
+        roles = roles_of(rt, actor)
+        if not roles & (frozenset(rt.profile.approvals.storage_request) | {"auditor"}):
+            q = q.where(StorageRequest.requester_username == actor.username)
+    with rt.db.session() as s:
+        return [_view(s, r) for r in s.scalars(q)]
+
+
+def may_decide(rt: Runtime, actor: Actor, view: RequestView) -> decisions.Decision:
+    return decisions.may_decide_request(actor.username, roles_of(rt, actor), view.requester, view.status, rt.profile)
+
+
+def decide_request(
+    rt: Runtime, actor: Actor, number: str, *, approve: bool, reason: str = "", now: datetime | None = None
+) -> RequestView:
+    """The records commander's decision.  Approval takes the footage into the evidence store
+    at once (the request is then fulfilled); denial needs a reason and ends the hold."""
+    now = now or utcnow()
+    with rt.db.session() as s:
+        current = _view(s, _by_number(s, number))
+    decision = may_decide(rt, actor, current)
+    if not decision.allowed:
+        _deny(rt, actor, "storage_request.approve" if approve else "storage_request.deny", number, decision)
+    if not approve and not reason.strip():
+        raise InvalidInput("a denial needs its reason")
+    with rt.db.session() as s:
+        decider = s.get(User, actor.user_id)
+        decider_name = decider.full_name if decider else actor.username
+    with rt.db.write() as s:
+        req = _by_number(s, number)
+        if req.status != "submitted":  # decided concurrently
+            raise InvalidInput(f"storage request {number} is already {req.status}")
+        req.status = "approved" if approve else "denied"
+        req.decided_by, req.decided_by_name, req.decided_at = actor.username, decider_name, now
+        req.decision_reason = reason.strip() or None
+        hold_id = None
+        if not approve:
+            hold_id = end_provisional_hold(s, req.id, actor.username, f"storage request {number} denied", now)
+        request_id = req.id
+    rt.audit.record(
+        "storage_request.approve" if approve else "storage_request.deny",
+        actor,
+        object_type="storage_request",
+        object_id=number,
+        clauses=("S2",),
+        details={"reason": reason.strip()[:1000], "requester": current.requester},
+    )
+    if hold_id is not None:
+        rt.audit.record(
+            "hold.release",
+            actor,
+            object_type="hold",
+            object_id=hold_id,
+            clauses=("S1", "S2"),
+            details={"reason": f"storage request {number} denied", "provisional": True},
+        )
+    if approve:
+        return fulfil_request(rt, actor, number, now=now, request_id=request_id)
+    return get_request(rt, None, number)
+
+
+def fulfil_request(
+    rt: Runtime, actor: Actor, number: str, *, now: datetime | None = None, request_id: int | None = None
+) -> RequestView:
+    """Take an approved request's footage into the evidence store (S3) and mark it fulfilled.
+    A failure leaves the request approved, its hold in place, and the error on the request
+    (``pscs request fulfil`` retries)."""
+    from pscs.evidence.service import intake
+
+    now = now or utcnow()
+    with rt.db.session() as s:
+        req = _by_number(s, number)
+        if req.status != "approved":
+            raise InvalidInput(f"storage request {number} is {req.status}, not approved")
+        request_id = req.id
+    try:
+        item = intake(rt, actor, request_id)
+    except OSError as exc:
+        with rt.db.write() as s:
+            _by_number(s, number).intake_error = f"{type(exc).__name__}: {exc}"[:500]
+        rt.audit.record(
+            "storage_request.fulfil",
+            actor,
+            Outcome.ERROR,
+            object_type="storage_request",
+            object_id=number,
+            clauses=("S2", "S3"),
+            details={"error": str(exc)[:500]},
+        )
+        raise
+    with rt.db.write() as s:
+        req = _by_number(s, number)
+        req.status, req.fulfilled_at, req.intake_error = "fulfilled", now, None
+        hold_id = end_provisional_hold(
+            s,
+            req.id,
+            actor.username,
+            f"storage request {number} fulfilled: footage preserved as evidence {item.number}",
+            now,
+        )
+    rt.audit.record(
+        "storage_request.fulfil",
+        actor,
+        object_type="storage_request",
+        object_id=number,
+        clauses=("S2", "S3"),
+        details={"evidence_item": item.number, "files": item.files},
+    )
+    if hold_id is not None:
+        rt.audit.record(
+            "hold.release",
+            actor,
+            object_type="hold",
+            object_id=hold_id,
+            clauses=("S1", "S2"),
+            details={"reason": f"fulfilled as evidence {item.number}", "provisional": True},
+        )
+    return get_request(rt, None, number)
+
+
+# The log, exported -------------------------------------------------------------------------------
+LOG_COLUMNS = (
+    "number",
+    "status",
+    "submitted_at",
+    "requester",
+    "requester_name",
+    "unit",
+    "case_number",
+    "reason",
+    "cameras",
+    "footage_from_utc",
+    "footage_to_utc",
+    "decided_by",
+    "decided_at",
+    "decision_reason",
+    "fulfilled_at",
+    "evidence_item_id",
+)
+
+
+def log_rows(views: list[RequestView]) -> Iterator[list[str]]:
+    for v in sorted(views, key=lambda v: v.number):
+        yield [
+            v.number,
+            v.status,
+            v.submitted_at.isoformat(),
+            v.requester,
+            v.requester_name,
+            v.unit,
+            v.case_number,
+            v.reason_label,
+            " ".join(map(str, v.camera_ids)),
+            iso_ms(v.start_ms),
+            iso_ms(v.end_ms),
+            v.decided_by or "",
+            v.decided_at.isoformat() if v.decided_at else "",
+            v.decision_reason or "",
+            v.fulfilled_at.isoformat() if v.fulfilled_at else "",
+            "" if v.evidence_item_id is None else str(v.evidence_item_id),
+        ]
+
+
+def log_csv(views: list[RequestView]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(LOG_COLUMNS)
+    writer.writerows(log_rows(views))
+    return buf.getvalue()

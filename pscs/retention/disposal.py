@@ -1,0 +1,196 @@
+"""Disposal records (S1; Connecticut form RC-075 in spirit): what recordings were destroyed,
+when, under which rule — and the periodic report the records office files.
+
+:func:`record_disposals` is called by the single deletion path
+(:mod:`pscs.storage.deletion`) inside the transaction that removes the index rows of
+files it has verified gone, so a disposal record exists exactly when the recording does
+not — whoever finishes the deletion (the sweeper, disk pressure, or reconcile after a
+crash).  This module must not import the storage package (which imports it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from pscs.cameras.models import Camera
+from pscs.db.base import utcnow
+from pscs.retention.models import DisposalRecord
+
+# (camera_id, start_ms, end_ms, bytes, reason, requested_by)
+Disposed = tuple[int, int, int, int, str, str]
+
+
+def record_disposals(session: Session, disposed: Iterable[Disposed], *, when: datetime | None = None) -> int:
+    """Write one record per camera and rule for these destroyed segments; returns rows written."""
+    groups: dict[tuple[int, str, str], list[int]] = {}
+    for camera_id, start_ms, end_ms, size, reason, requested_by in disposed:
+        g = groups.get((camera_id, reason, requested_by))
+        if g is None:
+            groups[(camera_id, reason, requested_by)] = [start_ms, end_ms, 1, size]
+        else:
+            g[0] = min(g[0], start_ms)
+            g[1] = max(g[1], end_ms)
+            g[2] += 1
+            g[3] += size
+    if not groups:
+        return 0
+    at = when or utcnow()
+    session.execute(
+        insert(DisposalRecord.__table__),
+        [
+            {
+                "camera_id": camera_id,
+                "from_ms": lo,
+                "to_ms": hi,
+                "segments": count,
+                "bytes": size,
+                "rule": reason[:100],
+                "clause": "S1",
+                "requested_by": requested_by[:200],
+                "disposed_at": at,
+            }
+            for (camera_id, reason, requested_by), (lo, hi, count, size) in groups.items()
+        ],
+    )
+    return len(groups)
+
+
+# The periodic report ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportLine:
+    camera_id: int
+    camera_name: str
+    location: str
+    rule: str
+    from_ms: int
+    to_ms: int
+    segments: int
+    bytes: int
+    first_disposed: datetime
+    last_disposed: datetime
+
+
+@dataclass(frozen=True)
+class DisposalReport:
+    department: str
+    since: datetime
+    until: datetime
+    retention_days: int
+    lines: list[ReportLine]
+
+    @property
+    def segments(self) -> int:
+        return sum(line.segments for line in self.lines)
+
+    @property
+    def bytes(self) -> int:
+        return sum(line.bytes for line in self.lines)
+
+
+def _rule_family(rule: str) -> str:
+    """Group "retention: ... before <date>" records of many sweeps under one rule."""
+    return rule.split(":", 1)[0].strip() or rule
+
+
+def disposal_report(
+    session: Session, department: str, retention_days: int, since: datetime, until: datetime
+) -> DisposalReport:
+    q = (
+        select(
+            DisposalRecord.camera_id,
+            DisposalRecord.rule,
+            func.min(DisposalRecord.from_ms),
+            func.max(DisposalRecord.to_ms),
+            func.sum(DisposalRecord.segments),
+            func.sum(DisposalRecord.bytes),
+            func.min(DisposalRecord.disposed_at),
+            func.max(DisposalRecord.disposed_at),
+        )
+        .where(DisposalRecord.disposed_at >= since, DisposalRecord.disposed_at < until)
+        .group_by(DisposalRecord.camera_id, DisposalRecord.rule)
+    )
+    cameras = {c.id: c for c in session.scalars(select(Camera))}
+    merged: dict[tuple[int, str], list] = {}
+    for camera_id, rule, lo, hi, count, size, first, last in session.execute(q):
+        key = (camera_id, _rule_family(rule))
+        first, last = _aware(first), _aware(last)
+        m = merged.get(key)
+        if m is None:
+            merged[key] = [lo, hi, int(count), int(size), first, last]
+        else:
+            m[0], m[1] = min(m[0], lo), max(m[1], hi)
+            m[2] += int(count)
+            m[3] += int(size)
+            m[4], m[5] = min(m[4], first), max(m[5], last)
+    lines = []
+    for (camera_id, rule), (lo, hi, count, size, first, last) in sorted(merged.items()):
+        cam = cameras.get(camera_id)
+        lines.append(
+            ReportLine(
+                camera_id,
+                cam.name if cam else f"camera {camera_id} (removed)",
+                cam.street_address if cam else "",
+                rule,
+                lo,
+                hi,
+                count,
+                size,
+                first,
+                last,
+            )
+        )
+    return DisposalReport(department, since, until, retention_days, lines)
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates bypass the column type on SQLite: they come back naive (UTC) or as text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+REPORT_COLUMNS = (
+    "camera_id",
+    "camera",
+    "location",
+    "rule",
+    "footage_from_utc",
+    "footage_to_utc",
+    "segments",
+    "bytes",
+    "first_disposed_utc",
+    "last_disposed_utc",
+)
+
+
+def report_csv(report: DisposalReport) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(REPORT_COLUMNS)
+    for line in report.lines:
+        writer.writerow(
+            [
+                line.camera_id,
+                line.camera_name,
+                line.location,
+                line.rule,
+                ms_iso(line.from_ms),
+                ms_iso(line.to_ms),
+                line.segments,
+                line.bytes,
+                line.first_disposed.isoformat(),
+                line.last_disposed.isoformat(),
+            ]
+        )
+    yield buf.getvalue()

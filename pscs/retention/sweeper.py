@@ -1,0 +1,304 @@
+"""The retention sweeper (S1): every recording older than the profile's limit that no hold,
+pending storage request or FOI request protects is destroyed — through the single
+crash-safe deletion path (:mod:`pscs.storage.deletion`), which verifies that each file is
+gone and writes the disposal record in the transaction that forgets it.
+
+One round (:meth:`RetentionSweeper.run_once`):
+
+1. review holds: lapse the overdue ones (with notice), remind owners of those due soon;
+2. finish deletions an interrupted round left behind (``PendingDelete`` rows);
+3. for each camera, walk its expired segments oldest first in keyset pages (a page is a
+   run of consecutive time-bucket folders), and hand each page to the deletion path;
+   protected segments are refused there and stepped over here;
+4. record the round (``retention_sweeps``) and audit one ``retention.sweep`` event.
+
+A ``kill -9`` at any point leaves either untouched segments, ``PendingDelete`` rows
+(finished by step 2 of the next round, or by reconcile), or a round marked ``running``
+(closed as ``interrupted`` by the next round).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+
+from pscs.audit.events import Actor, Outcome
+from pscs.cameras.models import Camera
+from pscs.db.base import utcnow
+from pscs.policy import decisions
+from pscs.retention.holds import review_holds
+from pscs.retention.models import RetentionSweep
+from pscs.runtime import Runtime
+from pscs.storage.deletion import delete_segments, finish_pending_deletes
+from pscs.storage.models import PendingDelete, Segment
+from pscs.storage.protection import protected_segment_ids
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]  # (segments handled so far, segments expected)
+
+
+@dataclass
+class CameraTally:
+    deleted: int = 0
+    bytes: int = 0
+    protected: int = 0
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+    def add(self, start_ms: int, end_ms: int, size: int) -> None:
+        self.deleted += 1
+        self.bytes += size
+        self.from_ms = start_ms if self.from_ms is None else min(self.from_ms, start_ms)
+        self.to_ms = end_ms if self.to_ms is None else max(self.to_ms, end_ms)
+
+
+@dataclass
+class SweepReport:
+    sweep_id: int | None
+    cutoff_ms: int
+    dry_run: bool
+    deleted: int = 0
+    bytes: int = 0
+    protected: int = 0
+    resumed: int = 0
+    holds_lapsed: list[int] = field(default_factory=list)
+    reminders: list[int] = field(default_factory=list)
+    cameras: dict[int, CameraTally] = field(default_factory=dict)
+
+    @property
+    def cutoff(self) -> datetime:
+        return datetime.fromtimestamp(self.cutoff_ms / 1000, UTC)
+
+
+class RetentionSweeper:
+    """Run by the service every ``retention.sweep_interval_minutes`` and by
+    ``pscs retention run``.  ``clock`` is for tests (simulated time)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        actor: Actor | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        page_size: int = 20_000,
+    ) -> None:
+        self.rt = runtime
+        self.actor = actor or Actor.system("retention")
+        self.clock = clock
+        self.page_size = page_size
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.rt.profile.retention.sweep_interval_minutes * 60.0
+
+    def reason(self, cutoff_ms: int) -> str:
+        days = self.rt.profile.retention.recording_days
+        when = datetime.fromtimestamp(cutoff_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        return f"retention: older than {days} days (ended before {when}), S1"
+
+    # ---------------------------------------------------------------------------------------
+    def run_once(self, *, dry_run: bool = False, progress: Progress | None = None) -> SweepReport:
+        now = self.clock()
+        cutoff = decisions.retention_cutoff_ms(now, self.rt.profile)
+        if dry_run:
+            return self._dry_run(cutoff, progress)
+        report = SweepReport(None, cutoff, False)
+        self._close_interrupted()
+        review = review_holds(self.rt, now=now, actor=self.actor)
+        report.holds_lapsed, report.reminders = review.lapsed, review.reminded
+        with self.rt.db.write() as s:
+            sweep = RetentionSweep(
+                started_at=utcnow(),
+                cutoff_ms=cutoff,
+                dry_run=False,
+                status="running",
+                actor=self.actor.username,
+                holds_lapsed=len(review.lapsed),
+            )
+            s.add(sweep)
+            s.flush()
+            report.sweep_id = sweep.id
+        try:
+            report.resumed = self._finish_interrupted()
+            self._sweep(cutoff, report, progress)
+        except BaseException as exc:
+            self._finish_record(report, "failed", f"{type(exc).__name__}: {exc}")
+            self.rt.audit.record(
+                "retention.sweep",
+                self.actor,
+                Outcome.ERROR,
+                object_type="retention_sweep",
+                object_id=report.sweep_id,
+                clauses=("S1",),
+                details=self._details(report) | {"error": str(exc)[:300]},
+            )
+            raise
+        self._finish_record(report, "finished")
+        self.rt.audit.record(
+            "retention.sweep",
+            self.actor,
+            object_type="retention_sweep",
+            object_id=report.sweep_id,
+            clauses=("S1",),
+            details=self._details(report),
+        )
+        if report.deleted:
+            log.info(
+                "retention: destroyed %d segments (%d bytes) older than %s; %d protected",
+                report.deleted,
+                report.bytes,
+                report.cutoff.isoformat(),
+                report.protected,
+            )
+        return report
+
+    def _details(self, report: SweepReport) -> dict[str, object]:
+        return {
+            "cutoff": report.cutoff.isoformat(),
+            "recording_days": self.rt.profile.retention.recording_days,
+            "deleted": report.deleted,
+            "bytes": report.bytes,
+            "protected": report.protected,
+            "resumed": report.resumed,
+            "holds_lapsed": report.holds_lapsed,
+            "cameras": {
+                str(c): {"deleted": t.deleted, "bytes": t.bytes, "protected": t.protected}
+                for c, t in report.cameras.items()
+            },
+        }
+
+    def _close_interrupted(self) -> None:
+        with self.rt.db.write() as s:
+            s.execute(
+                update(RetentionSweep)
+                .where(RetentionSweep.status == "running")
+                .values(status="interrupted", finished_at=utcnow())
+            )
+
+    def _finish_interrupted(self) -> int:
+        """Deletions a killed round had decided on: carried out now (and recorded as disposed
+        by the deletion path itself), or cancelled if a hold arrived meanwhile."""
+        with self.rt.db.session() as s:
+            if s.scalar(select(func.count(PendingDelete.id))) == 0:
+                return 0
+        finished, cancelled = finish_pending_deletes(self.rt)
+        if finished or cancelled:
+            log.warning(
+                "retention: finished %d deletions an interrupted run left (%d cancelled: now held)", finished, cancelled
+            )
+        return finished
+
+    def _finish_record(self, report: SweepReport, status: str, error: str | None = None) -> None:
+        with self.rt.db.write() as s:
+            sweep = s.get(RetentionSweep, report.sweep_id)
+            sweep.status, sweep.finished_at, sweep.error = status, utcnow(), error
+            sweep.deleted, sweep.bytes, sweep.protected, sweep.resumed = (
+                report.deleted,
+                report.bytes,
+                report.protected,
+                report.resumed,
+            )
+
+    def _cameras(self) -> list[int]:
+        with self.rt.db.session() as s:
+            return list(s.scalars(select(Camera.id).order_by(Camera.id)))
+
+    def _expected(self, cameras: list[int], cutoff: int) -> int:
+        with self.rt.db.session() as s:
+            return sum(
+                s.scalar(
+                    select(func.count()).select_from(Segment).where(Segment.camera_id == c, Segment.end_ms <= cutoff)
+                )
+                or 0
+                for c in cameras
+            )
+
+    def _pages(self, camera_id: int, cutoff: int):  # noqa: ANN202 - generator of id lists
+        """Keyset pages of (end_ms, id) over the camera's expired segments, oldest first."""
+        after: tuple[int, int] | None = None
+        while True:
+            q = (
+                select(Segment.end_ms, Segment.id)
+                .where(Segment.camera_id == camera_id, Segment.end_ms <= cutoff)
+                .order_by(Segment.end_ms, Segment.id)
+                .limit(self.page_size)
+            )
+            if after is not None:
+                q = q.where((Segment.end_ms > after[0]) | ((Segment.end_ms == after[0]) & (Segment.id > after[1])))
+            with self.rt.db.session() as s:
+                page = s.execute(q).all()
+            if not page:
+                return
+            after = (page[-1][0], page[-1][1])
+            yield [segment_id for _, segment_id in page]
+
+    def _sweep(self, cutoff: int, report: SweepReport, progress: Progress | None) -> None:
+        cameras = self._cameras()
+        expected = self._expected(cameras, cutoff) if progress else 0
+        handled = 0
+        reason = self.reason(cutoff)
+        for camera_id in cameras:
+            tally = report.cameras.setdefault(camera_id, CameraTally())
+            for ids in self._pages(camera_id, cutoff):
+                result = delete_segments(self.rt, self.actor, ids, reason=reason, clauses=("S1",))
+                for d in result.deleted:
+                    tally.add(d.start_ms, d.end_ms, d.bytes)
+                tally.protected += len(result.protected)
+                report.deleted += len(result.deleted)
+                report.bytes += result.bytes_freed
+                report.protected += len(result.protected)
+                handled += len(ids)
+                if progress:
+                    progress(handled, max(expected, handled))
+            if not tally.deleted and not tally.protected:
+                del report.cameras[camera_id]
+
+    def _dry_run(self, cutoff: int, progress: Progress | None) -> SweepReport:
+        """What a round would destroy now, and what holds keep; changes nothing."""
+        report = SweepReport(None, cutoff, True)
+        cameras = self._cameras()
+        expected = self._expected(cameras, cutoff) if progress else 0
+        handled = 0
+        for camera_id in cameras:
+            tally = CameraTally()
+            after: tuple[int, int] | None = None
+            while True:
+                q = (
+                    select(Segment.id, Segment.camera_id, Segment.start_ms, Segment.end_ms, Segment.bytes)
+                    .where(Segment.camera_id == camera_id, Segment.end_ms <= cutoff)
+                    .order_by(Segment.end_ms, Segment.id)
+                    .limit(self.page_size)
+                )
+                if after is not None:
+                    q = q.where((Segment.end_ms > after[0]) | ((Segment.end_ms == after[0]) & (Segment.id > after[1])))
+                with self.rt.db.session() as s:
+                    page = s.execute(q).all()
+                    if not page:
+                        break
+                    held = protected_segment_ids(s, ((r.id, r.camera_id, r.start_ms, r.end_ms) for r in page))
+                after = (page[-1].end_ms, page[-1].id)
+                for r in page:
+                    if r.id in held:
+                        tally.protected += 1
+                    else:
+                        tally.add(r.start_ms, r.end_ms, r.bytes)
+                handled += len(page)
+                if progress:
+                    progress(handled, max(expected, handled))
+            if tally.deleted or tally.protected:
+                report.cameras[camera_id] = tally
+                report.deleted += tally.deleted
+                report.bytes += tally.bytes
+                report.protected += tally.protected
+        self.rt.audit.record(
+            "retention.sweep.dry_run",
+            self.actor,
+            object_type="retention_sweep",
+            clauses=("S1",),
+            details=self._details(report),
+        )
+        return report
