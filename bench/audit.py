@@ -174,7 +174,9 @@ def main() -> None:
         assert ok.ok, ok.reason
         rt.close()
         if args.verify:
-            rt = fresh_runtime(tmp, url)
+            # A fresh installation: on PostgreSQL that needs a database of its own.
+            verify_url, drop_verify = pg_database() if url else (None, lambda: None)
+            rt = fresh_runtime(tmp, verify_url)
             bulk_chain(rt, args.verify)
             start = time.perf_counter()
             result = verify_database(rt.db, rt.audit_public_key_path.read_bytes())
@@ -185,6 +187,7 @@ def main() -> None:
                 f"({args.verify / elapsed:,.0f} events/s; goal < 10 s)"
             )
             rt.close()
+            drop_verify()
         drop()
 
 
