@@ -18,12 +18,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+from pscs.video.h264 import (  # noqa: F401 - the bitstream helpers, shared with the egress paths
+    NAL_AUD,
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SEI,
+    NAL_SPS,
+    nal_type,
+    remove_emulation_prevention,
+    split_annexb,
+    split_avcc,
+)
+
 NAL_SLICE = 1
-NAL_IDR = 5
-NAL_SEI = 6
-NAL_SPS = 7
-NAL_PPS = 8
-NAL_AUD = 9
 VCL_NAL_TYPES = frozenset(range(1, 6))
 
 SEI_USER_DATA_UNREGISTERED = 5
@@ -38,10 +45,6 @@ PSCS_SEI_TIME_OFFSET = 3 + 16
 PSCS_SEI_NAL_SIZE = PSCS_SEI_TIME_OFFSET + PSCS_SEI_TIME_DIGITS + 1
 
 assert 0 not in PSCS_SEI_UUID.bytes  # keeps the SEI free of emulation prevention
-
-
-def nal_type(nal: bytes) -> int:
-    return nal[0] & 0x1F
 
 
 def format_sei_time(capture_time_us: int) -> bytes:
@@ -59,62 +62,16 @@ def build_pscs_sei(capture_time_us: int) -> bytes:
     )
 
 
-def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex-B byte stream (3- or 4-byte start codes), without start codes."""
-    nals: list[bytes] = []
-    start = data.find(b"\x00\x00\x01")
-    while start >= 0:
-        begin = start + 3
-        end = data.find(b"\x00\x00\x01", begin)
-        chunk = data[begin:] if end < 0 else data[begin:end]
-        # A 4-byte start code's leading zero (and any trailing_zero_8bits) belongs to no NAL.
-        chunk = chunk.rstrip(b"\x00")
-        if chunk:
-            nals.append(bytes(chunk))
-        start = end
-    return nals
-
-
-def _split_length_prefixed(data: bytes, length_size: int) -> list[bytes] | None:
-    nals: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        if pos + length_size > len(data):
-            return None
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        pos += length_size
-        if size == 0 or pos + size > len(data):
-            return None
-        nals.append(bytes(data[pos : pos + size]))
-        pos += size
-    return nals
-
-
 def split_nal_units(data: bytes) -> list[bytes]:
     """NAL units of packet data in Annex-B or AVCC (length-prefixed) form, as demuxers return it."""
     data = bytes(data)
     if data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
         return split_annexb(data)
     for length_size in (4, 2, 1):
-        nals = _split_length_prefixed(data, length_size)
+        nals = split_avcc(data, length_size)
         if nals is not None:
             return nals
     return []
-
-
-def remove_emulation_prevention(payload: bytes) -> bytes:
-    """NAL payload -> RBSP: drop every 0x03 that follows two zero bytes."""
-    if b"\x00\x00\x03" not in payload:
-        return payload
-    out = bytearray()
-    zeros = 0
-    for byte in payload:
-        if zeros >= 2 and byte == 3:
-            zeros = 0
-            continue
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 def iter_sei_messages(sei_nal: bytes) -> Iterator[tuple[int, bytes]]:

@@ -17,12 +17,14 @@ def nal_type(nal: bytes) -> int:
 
 
 def split_annexb(data: bytes) -> list[bytes]:
+    """NAL units of an Annex-B byte stream (3- or 4-byte start codes), without start codes."""
     nals: list[bytes] = []
     start = data.find(b"\x00\x00\x01")
     while start >= 0:
         begin = start + 3
         end = data.find(b"\x00\x00\x01", begin)
         chunk = data[begin:] if end < 0 else data[begin:end]
+        # A 4-byte start code's leading zero (and any trailing_zero_8bits) belongs to no NAL.
         chunk = chunk.rstrip(b"\x00")
         if chunk:
             nals.append(chunk)
@@ -31,6 +33,7 @@ def split_annexb(data: bytes) -> list[bytes]:
 
 
 def split_avcc(data: bytes, length_size: int = 4) -> list[bytes] | None:
+    """NAL units of length-prefixed (AVCC) data; None when the data is not of that form."""
     nals: list[bytes] = []
     pos = 0
     while pos < len(data):
@@ -86,7 +89,8 @@ def parameter_sets_from_extradata(extradata: bytes | None) -> tuple[bytes | None
     return sps, pps
 
 
-def _rbsp(nal: bytes) -> bytes:
+def remove_emulation_prevention(nal: bytes) -> bytes:
+    """NAL payload -> RBSP: drop every 0x03 that follows two zero bytes."""
     if b"\x00\x00\x03" not in nal:
         return nal
     out = bytearray()
@@ -147,7 +151,7 @@ _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 
 
 def parse_sps(sps: bytes) -> SpsInfo:
-    b = _Bits(_rbsp(sps)[1:])
+    b = _Bits(remove_emulation_prevention(sps)[1:])
     profile, constraints, level = b.u(8), b.u(8), b.u(8)
     b.ue()  # seq_parameter_set_id
     chroma, depth_l, depth_c = 1, 8, 8
