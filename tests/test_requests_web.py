@@ -135,3 +135,23 @@ def test_S1_holds_api_and_pages_and_the_disposal_report(sqlite_runtime: Runtime)
     check = commander.post("/api/v1/compliance/check", headers={"x-csrf-token": csrf_of(commander)})
     assert check.status_code == 200 and check.json()["ok"] is True
     assert "Records" in commander.get("/", headers=HTML).text  # in the menu
+
+
+def test_S2_playback_range_fills_in_the_request_form(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    cam_a, cam_b = add_cameras(rt, 2)
+    make_user(rt, "ines", ["investigator"])
+    investigator = sign_in(client_for(rt), "ines")
+    start_ms = T0_MS + 90_000  # 00:01:30 after T0
+    page = investigator.get(
+        "/records/requests/new",
+        params={"camera_id": cam_b, "start_ms": start_ms, "end_ms": start_ms + 45_000},
+        headers=HTML,
+    )
+    assert page.status_code == 200
+    assert f'<option value="{cam_b}" selected>' in page.text
+    assert f'<option value="{cam_a}">' in page.text
+    expected_start = (T0 + timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M")
+    expected_end = (T0 + timedelta(seconds=90 + 45 + 59)).strftime("%Y-%m-%dT%H:%M")
+    assert f'name="start" type="datetime-local" required value="{expected_start}"' in page.text
+    assert f'name="end" type="datetime-local" required value="{expected_end}"' in page.text

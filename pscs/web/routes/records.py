@@ -499,18 +499,28 @@ def requests_page(request: Request, status: str = "") -> Response:
 
 @router.get("/records/requests/new", include_in_schema=False)
 @roles(*VIDEO)
-def request_form_page(request: Request) -> Response:
+def request_form_page(
+    request: Request,
+    camera_id: Annotated[int | None, Query(ge=1)] = None,
+    start_ms: Annotated[int | None, Query(ge=0)] = None,
+    end_ms: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The S2 form; playback's "request storage for this range" fills camera and range in."""
     rt = runtime_of(request)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = datetime.fromtimestamp(start_ms / 1000, UTC) if start_ms is not None else now - timedelta(hours=1)
+    end = datetime.fromtimestamp(end_ms / 1000, UTC) if end_ms is not None else now
     return pages.render(
         request,
         "request_form.html",
         {
             "cameras": _cameras(rt),
+            "selected_camera": camera_id,
             "reasons": HOLD_REASONS,
             "attestation": requests.ATTESTATION,
-            "default_start": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
-            "default_end": now.strftime("%Y-%m-%dT%H:%M"),
+            "default_start": start.strftime("%Y-%m-%dT%H:%M"),
+            # Rounded up so that the whole marked range is inside the request.
+            "default_end": (end + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M"),
         },
     )
 

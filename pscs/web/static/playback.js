@@ -209,7 +209,7 @@
     const text = document.getElementById("marked-range");
     if (marks.in !== null && marks.out !== null && marks.out > marks.in) {
       text.textContent = PSCS.formatWall(marks.in) + " → " + PSCS.formatWall(marks.out);
-      link.href = "/requests/new?camera_id=" + cameraId + "&start_ms=" + Math.round(marks.in) + "&end_ms=" + Math.round(marks.out);
+      link.href = "/records/requests/new?camera_id=" + cameraId + "&start_ms=" + Math.round(marks.in) + "&end_ms=" + Math.round(marks.out);
       link.removeAttribute("aria-disabled");
     } else {
       text.textContent = marks.in !== null ? "From " + PSCS.formatWall(marks.in) + " — mark the end." : "No range marked.";
