@@ -270,24 +270,26 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
             details=outcome_details | {"reason": reason},
         )
         if locked_now:
-            rt.audit.record(
-                "auth.account.locked",
-                actor,
-                Outcome.DENIED,
-                object_type="user",
-                object_id=user_id,
-                clauses=(decisions.LOCKOUT,),
-                details={
-                    "minutes": rt.profile.security.lockout_minutes,
-                    "attempts": rt.profile.security.lockout_attempts,
-                },
-            )
+            _audit_locked(rt, actor, user_id)
         raise AuthenticationFailed(_GENERIC_FAILURE)
     rt.audit.record("auth.login.password", actor, object_type="user", object_id=user_id, details=outcome_details)
     return new
 
 
 _DUMMY_HASH = _hasher.hash("pscs-dummy-password")
+
+
+def _audit_locked(rt: Runtime, actor: Actor, user_id: int | None) -> None:
+    """The failure that reached the limit locked the account (CJIS 5.5.3)."""
+    rt.audit.record(
+        "auth.account.locked",
+        actor,
+        Outcome.DENIED,
+        object_type="user",
+        object_id=user_id,
+        clauses=(decisions.LOCKOUT,),
+        details={"minutes": rt.profile.security.lockout_minutes, "attempts": rt.profile.security.lockout_attempts},
+    )
 
 
 def _open_session(s, user: User, stage: str, actor: Actor) -> NewSession:  # noqa: ANN001
@@ -381,14 +383,7 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
             details={"reason": "locked" if locked else "wrong code"},
         )
         if locked_now:
-            rt.audit.record(
-                "auth.account.locked",
-                actor,
-                Outcome.DENIED,
-                object_type="user",
-                object_id=user_id,
-                clauses=(decisions.LOCKOUT,),
-            )
+            _audit_locked(rt, actor, user_id)
         raise AuthenticationFailed("the code is wrong or expired" if not (locked or locked_now) else _GENERIC_FAILURE)
     rt.audit.record(action, actor, object_type="user", object_id=user_id)
 
