@@ -36,7 +36,7 @@ def gstreamer_problem() -> str | None:
     if not shutil.which("gst-launch-1.0"):
         return (
             "GStreamer is not installed "
-            "(Debian: gstreamer1.0-tools gstreamer1.0-plugins-{base,good,bad} gstreamer1.0-libav)"
+            "(Debian: gstreamer1.0-tools gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-x gstreamer1.0-libav)"
         )
     probe = (
         subprocess.run(
@@ -56,7 +56,31 @@ def gstreamer_problem() -> str | None:
             "GStreamer's RTSP server is not available to /usr/bin/python3 "
             "(Debian: python3-gi gir1.2-gst-rtsp-server-1.0)"
         )
+    missing = [
+        f"{element} ({package})"
+        for element, package in GSTREAMER_ELEMENTS.items()
+        if subprocess.run(["gst-inspect-1.0", "--exists", element], check=False).returncode != 0
+    ]
+    if missing:
+        return "GStreamer elements missing: " + ", ".join(missing)
     return None
+
+
+# The elements the GStreamer peers and clients in the tests use, and the Debian package of each.
+GSTREAMER_ELEMENTS = {
+    "videotestsrc": "gstreamer1.0-plugins-base",
+    "videoconvert": "gstreamer1.0-plugins-base",
+    "timeoverlay": "gstreamer1.0-x",
+    "x264enc": "gstreamer1.0-plugins-ugly",
+    "jpegenc": "gstreamer1.0-plugins-good",
+    "rtph264pay": "gstreamer1.0-plugins-good",
+    "rtph264depay": "gstreamer1.0-plugins-good",
+    "rtpjpegpay": "gstreamer1.0-plugins-good",
+    "rtspsrc": "gstreamer1.0-plugins-good",
+    "h264parse": "gstreamer1.0-plugins-bad",
+    "avdec_h264": "gstreamer1.0-libav",
+    "fakesink": "gstreamer1.0-tools",
+}
 
 
 @cache
