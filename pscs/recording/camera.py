@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -283,14 +282,28 @@ class CameraRecorder(threading.Thread):
         self._anchor_ms = 0
         self._anchor_ts = 0
         self._anchor_mono = 0.0
-        self._time_base = Fraction(1, 90_000)
+        # The time base as integers (90 kHz unless the stream says otherwise), and the
+        # thresholds in its ticks: the per-packet path does integer arithmetic only.
+        self._tb_num, self._tb_den = 1, 90_000
+        self._segment_ticks = self._max_jump_ticks = 0.0
+        self._set_time_base(1, 90_000)
         self._last_ts: int | None = None
         self._last_dts: int | None = None
         self._step = 0  # one frame's duration, in time-base units
         self._held: Any = None  # a first keyframe that came without a timestamp
 
+    def _set_time_base(self, num: int, den: int) -> None:
+        self._tb_num, self._tb_den = num, den
+        ticks_per_s = den / num
+        self._segment_ticks = self.config.segment_seconds * ticks_per_s
+        self._max_jump_ticks = self.config.max_timestamp_jump_s * ticks_per_s
+
+    def _seconds(self, ticks: int) -> float:
+        return ticks * self._tb_num / self._tb_den
+
     def _ms(self, ts: int) -> int:
-        return self._anchor_ms + round((ts - self._anchor_ts) * self._time_base * 1000)
+        # Rounded to the nearest millisecond, in integers: exact however long the run.
+        return self._anchor_ms + ((ts - self._anchor_ts) * self._tb_num * 2000 + self._tb_den) // (2 * self._tb_den)
 
     def _on_packet(self, packet: Any) -> None:
         ts = packet.pts if packet.pts is not None else packet.dts
@@ -315,13 +328,13 @@ class CameraRecorder(threading.Thread):
 
     def _on_timed_packet(self, packet: Any, ts: int, dts: int) -> None:
         if self._last_dts is not None:
-            jump = (dts - self._last_dts) * self._time_base
-            if jump <= 0 or jump > self.config.max_timestamp_jump_s:
+            jump = dts - self._last_dts
+            if jump <= 0 or jump > self._max_jump_ticks:
                 self.stats.timestamp_discontinuities += 1
                 log.warning(
                     "camera %s: timestamp discontinuity (%.3f s); starting a new run",
                     self.camera_id,
-                    float(jump),
+                    self._seconds(jump),
                 )
                 self._end_run()
                 self._gap_reason = "timestamp discontinuity in the camera's stream"
@@ -330,9 +343,8 @@ class CameraRecorder(threading.Thread):
                 self.stats.dropped_packets += 1  # cannot start a playable segment mid-GOP
                 return
             self._start_run(packet, ts)
-        elif packet.is_keyframe and (ts - self._segment.start_ts) * self._time_base >= self.config.segment_seconds:
-            media = float((ts - self._anchor_ts) * self._time_base)
-            drift = media - (time.monotonic() - self._anchor_mono)
+        elif packet.is_keyframe and ts - self._segment.start_ts >= self._segment_ticks:
+            drift = self._seconds(ts - self._anchor_ts) - (time.monotonic() - self._anchor_mono)
             if abs(drift) > self.config.max_clock_drift_s:
                 log.warning(
                     "camera %s: media time and local clock differ by %.2f s; re-anchoring",
@@ -353,7 +365,8 @@ class CameraRecorder(threading.Thread):
         self._write(packet, ts, dts)
 
     def _start_run(self, packet: Any, ts: int) -> None:
-        self._time_base = packet.time_base or self._time_base
+        if packet.time_base:
+            self._set_time_base(packet.time_base.numerator, packet.time_base.denominator)
         start_ms = wall_ms()
         if self._last_end_ms is not None:
             # Never overlap what is already recorded, even if the wall clock stepped back.
