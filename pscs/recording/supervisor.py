@@ -6,8 +6,8 @@
     supervisor.stop()
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
-worker processes, restarts a worker that dies (after reconciling that worker's cameras),
-picks up camera changes, writes each camera's health to ``camera_health`` every couple of
+worker processes (each started once it has cameras), restarts a worker that dies (after
+reconciling that worker's cameras), picks up camera changes, writes each camera's health to ``camera_health`` every couple of
 seconds, raises an alert for a camera offline longer than ``offline_alert_after_s``, and
 keeps the disk above its free-space threshold through the single deletion path.
 """
@@ -28,6 +28,8 @@ from typing import Any
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
 from pscs.cameras.service import RecordingSource, recording_sources
+from sqlalchemy import insert, select, update
+
 from pscs.db.base import utcnow
 from pscs.recording.alerts import clear_alert, open_alerts, raise_alert
 from pscs.recording.camera import RecorderConfig, wall_ms
@@ -93,9 +95,7 @@ class RecorderSupervisor:
             elif alert.kind == "storage_full":
                 self._writes_paused = True  # until the first disk check says otherwise
         self._refresh_cameras()
-        for handle in self._workers:
-            self._spawn(handle, "not recording (recorder was stopped)")
-        self._send_assignments()
+        self._send_assignments("not recording (recorder was stopped)")
         self.started = True
         for target, name in ((self._watch, "recorder-watch"), (self._disk_loop, "recorder-disk")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -184,8 +184,10 @@ class RecorderSupervisor:
             self._alerted.discard(camera_id)
         self._active = active
 
-    def _send_assignments(self) -> None:
+    def _send_assignments(self, first_gap_reason: str = "not recording (recorder stopped or camera disabled)") -> None:
         for handle in self._workers:
+            if handle.process is None and handle.restart_at is None and handle.cameras:
+                self._spawn(handle, first_gap_reason)  # a worker starts once it has cameras
             if handle.sent != handle.cameras and handle.process is not None and handle.process.is_alive():
                 self._send(handle, ("cameras", handle.cameras))
                 handle.sent = list(handle.cameras)
@@ -272,11 +274,22 @@ class RecorderSupervisor:
         if not snapshots:
             return
         columns = {c.key for c in CameraHealth.__table__.columns}
+        now = utcnow()
+        rows = []
+        for snapshot in snapshots:
+            values = {k: v for k, v in snapshot.items() if k in columns}
+            values.setdefault("state_since_ms", wall_ms())
+            rows.append(values | {"updated_at": now})
+        # Two executemany statements, not one ORM merge per camera: with hundreds of cameras
+        # this runs every couple of seconds.
         with self.rt.db.write() as s:
-            for snapshot in snapshots:
-                values = {k: v for k, v in snapshot.items() if k in columns}
-                values.setdefault("state_since_ms", wall_ms())
-                s.merge(CameraHealth(**values, updated_at=utcnow()))
+            existing = set(s.scalars(select(CameraHealth.camera_id)))
+            updates = [r for r in rows if r["camera_id"] in existing]
+            inserts = [r for r in rows if r["camera_id"] not in existing]
+            if updates:
+                s.execute(update(CameraHealth), updates)
+            if inserts:
+                s.execute(insert(CameraHealth), inserts)
 
     def _check_offline_alerts(self) -> None:
         now = wall_ms()
