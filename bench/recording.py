@@ -6,8 +6,9 @@ For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simu
 ``loop`` scene, in its own process so that its cost is not counted), then
 
 1. records them with pscs (RecorderSupervisor, ``--workers`` processes) and measures the
-   worker processes' CPU time (user + system, from /proc) and resident memory over the
-   window, and frames received against frames expected (loss);
+   CPU time (user + system, from /proc) of the worker processes and of the supervisor
+   (threads of the benchmark's own process, which otherwise sleeps), the workers' resident
+   memory, and frames received against frames expected (loss);
 2. records the same streams with one ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment``
    per camera (the ffmpeg that imageio-ffmpeg ships) and measures the same.
 
@@ -75,12 +76,13 @@ class Measure:
         return self.cpu_s / n / (self.window_s / 60)
 
 
-def measure(pids: list[int], seconds: float) -> tuple[float, int, float]:
-    start_cpu = sum(cpu_seconds(p) for p in pids)
+def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> tuple[float, int, float]:
+    """CPU time of ``pids`` and ``cpu_only`` over the window; resident memory of ``pids``."""
+    start_cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only))
     start = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - start
-    cpu = sum(cpu_seconds(p) for p in pids) - start_cpu
+    cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only)) - start_cpu
     rss = sum(rss_bytes(p) for p in pids)
     return cpu, rss, elapsed
 
@@ -150,7 +152,9 @@ def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, sec
                 return {cid: (frames, at.timestamp()) for cid, frames, at in rows}
 
         before = counters()
-        cpu, rss, elapsed = measure(pids, seconds)
+        # The supervisor (health, alerts, camera list) runs in threads of this process, which
+        # otherwise sleeps: its CPU counts.  Its memory is the service's and is not counted.
+        cpu, rss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
         after = counters()
         # Each camera's frame counter is reported with its own time stamp: compare the
         # frames received with the frames sent in exactly that interval.
