@@ -7,9 +7,10 @@
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
 worker processes (each started once it has cameras), restarts a worker that dies (after
-reconciling that worker's cameras), picks up camera changes, writes each camera's health to ``camera_health`` every couple of
-seconds, raises an alert for a camera offline longer than ``offline_alert_after_s``, and
-keeps the disk above its free-space threshold through the single deletion path.
+reconciling that worker's cameras), picks up camera changes, writes each camera's health
+to ``camera_health`` every couple of seconds, raises an alert for a camera offline longer
+than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
+the single deletion path.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from sqlalchemy import insert, select, update
+
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
 from pscs.cameras.service import RecordingSource, recording_sources
-from sqlalchemy import insert, select, update
-
 from pscs.db.base import utcnow
 from pscs.recording.alerts import clear_alert, open_alerts, raise_alert
 from pscs.recording.camera import RecorderConfig, wall_ms
