@@ -131,7 +131,8 @@ def bulk_chain(rt: Runtime, n: int) -> None:
 
 def fresh_runtime(tmp: Path, url: str | None) -> Runtime:
     return init_installation(
-        Settings(data_dir=tmp / secrets.token_hex(4), database_url=url), admin_password="bench-password-123"  # noqa: S106
+        Settings(data_dir=tmp / secrets.token_hex(4), database_url=url),
+        admin_password="bench-password-123",  # noqa: S106
     ).runtime
 
 

@@ -33,10 +33,16 @@ from pscs.video.h264 import parameter_sets_from_extradata, split_avcc
 from pscs.video.masking import EncoderSettings, MaskingTranscoder
 from pscs.video.zones import ZoneSet
 
-ZONES = ZoneSet("bench:1", 1, 1, "image", (
-    ((0.125, 0.35), (0.45, 0.35), (0.45, 0.8), (0.125, 0.8)),
-    ((0.6, 0.3), (0.92, 0.45), (0.7, 0.9)),
-))
+ZONES = ZoneSet(
+    "bench:1",
+    1,
+    1,
+    "image",
+    (
+        ((0.125, 0.35), (0.45, 0.35), (0.45, 0.8), (0.125, 0.8)),
+        ((0.6, 0.3), (0.92, 0.45), (0.7, 0.9)),
+    ),
+)
 FPS = 25
 
 
@@ -60,16 +66,20 @@ def read_units(path: Path) -> tuple[list[tuple[list[bytes], int]], bytes | None,
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         sps, pps = parameter_sets_from_extradata(stream.codec_context.extradata)
-        units = [(split_avcc(bytes(p)) or [], round(p.pts * stream.time_base * 90_000))
-                 for p in container.demux(stream) if p.size]
+        units = [
+            (split_avcc(bytes(p)) or [], round(p.pts * stream.time_base * 90_000))
+            for p in container.demux(stream)
+            if p.size
+        ]
     return units, sps, pps
 
 
 def masked_fps(path: Path, preset: str, threads: int, zones: ZoneSet | None = ZONES) -> float:
     units, sps, pps = read_units(path)
     settings = EncoderSettings(preset=preset, crf=23, keyframe_interval_s=1.0, threads=threads)
-    transcoder = MaskingTranscoder(zones or ZoneSet("none", 0, 0, "image", ()), settings, sps=sps, pps=pps,
-                                   fps_hint=FPS, decoder_threads=threads)
+    transcoder = MaskingTranscoder(
+        zones or ZoneSet("none", 0, 0, "image", ()), settings, sps=sps, pps=pps, fps_hint=FPS, decoder_threads=threads
+    )
     start = time.perf_counter()
     out = 0
     for nals, pts in units:
@@ -80,17 +90,41 @@ def masked_fps(path: Path, preset: str, threads: int, zones: ZoneSet | None = ZO
 
 
 def ffmpeg_fps(path: Path, preset: str, threads: int, frames: int) -> float:
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-threads", str(threads),
-           "-i", str(path), "-c:v", "libx264", "-preset", preset, "-tune", "zerolatency", "-crf", "23",
-           "-threads", str(threads), "-x264-params", f"scenecut=0:bframes=0:keyint={FPS}", "-f", "null", "-"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-threads",
+        str(threads),
+        "-i",
+        str(path),
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-tune",
+        "zerolatency",
+        "-crf",
+        "23",
+        "-threads",
+        str(threads),
+        "-x264-params",
+        f"scenecut=0:bframes=0:keyint={FPS}",
+        "-f",
+        "null",
+        "-",
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     return frames / (time.perf_counter() - start)
 
 
 def throughput(tmp: Path, frames: int, preset: str, threads: int, repeats: int) -> None:
-    print(f"\n1. throughput: libx264 preset={preset} tune=zerolatency crf=23, {threads} thread(s) for decode "
-          f"and encode, {frames} frames, best of {repeats}")
+    print(
+        f"\n1. throughput: libx264 preset={preset} tune=zerolatency crf=23, {threads} thread(s) for decode "
+        f"and encode, {frames} frames, best of {repeats}"
+    )
     for width, height in ((1280, 720), (1920, 1080)):
         src = tmp / f"src-{height}.mp4"
         make_source(src, width, height, frames)
@@ -99,8 +133,10 @@ def throughput(tmp: Path, frames: int, preset: str, threads: int, repeats: int) 
             plain = max(plain, ffmpeg_fps(src, preset, threads, frames))
             masked = max(masked, masked_fps(src, preset, threads))
             unmasked = max(unmasked, masked_fps(src, preset, threads, zones=None))
-        print(f"   {height}p: ffmpeg (no mask) {plain:6.1f} fps | pscs unmasked {unmasked:6.1f} fps | "
-              f"pscs masked {masked:6.1f} fps | masked/ffmpeg {masked / plain:.3f} (goal >= 0.95)")
+        print(
+            f"   {height}p: ffmpeg (no mask) {plain:6.1f} fps | pscs unmasked {unmasked:6.1f} fps | "
+            f"pscs masked {masked:6.1f} fps | masked/ffmpeg {masked / plain:.3f} (goal >= 0.95)"
+        )
 
 
 def live_streams(tmp: Path, preset: str, seconds: float, max_streams: int) -> None:
@@ -109,8 +145,10 @@ def live_streams(tmp: Path, preset: str, seconds: float, max_streams: int) -> No
         make_source(src, 1280, 720, 150)
     units, sps, pps = read_units(src)
     settings = EncoderSettings(preset=preset, crf=23, keyframe_interval_s=1.0, threads=1)
-    print(f"\n2. masked 720p25 live streams (preset {preset}, one thread each, {seconds:g} s each run; "
-          f"{os.cpu_count()} CPUs visible)")
+    print(
+        f"\n2. masked 720p25 live streams (preset {preset}, one thread each, {seconds:g} s each run; "
+        f"{os.cpu_count()} CPUs visible)"
+    )
 
     def run(n: int) -> list[float]:
         achieved = [0.0] * n
@@ -139,8 +177,10 @@ def live_streams(tmp: Path, preset: str, seconds: float, max_streams: int) -> No
     for n in range(1, max_streams + 1):
         got = run(n)
         ok = min(got) >= FPS * 0.98
-        print(f"   {n} stream(s): slowest {min(got):5.1f} fps, mean {np.mean(got):5.1f} fps -> "
-              f"{'sustained' if ok else 'NOT sustained'}")
+        print(
+            f"   {n} stream(s): slowest {min(got):5.1f} fps, mean {np.mean(got):5.1f} fps -> "
+            f"{'sustained' if ok else 'NOT sustained'}"
+        )
         if not ok:
             break
         sustained = n
@@ -154,8 +194,10 @@ def latency(seconds: float) -> None:
     print(f"\n3. live latency, simulated 720p25 camera (loop scene) over RTSP, {seconds:g} s each")
     with SimulatorServer([CameraSpec("cam1", scene="loop")]) as sim:
         for name, zones in (("passthrough", None), ("masked", ZONES)):
-            hub = LiveHub(resolver=lambda cid, st: UpstreamSource(cid, st, sim.url("cam1", st), "cam1"),
-                          zones_for=lambda cid, z=zones: z)
+            hub = LiveHub(
+                resolver=lambda cid, st: UpstreamSource(cid, st, sim.url("cam1", st), "cam1"),
+                zones_for=lambda cid, z=zones: z,
+            )
             sub = hub.subscribe(1, "main")
             measured = []
             start = time.monotonic()
@@ -164,15 +206,17 @@ def latency(seconds: float) -> None:
                 now = time.time()
                 if isinstance(item, bytes) and item[4:8] == b"moof" and time.monotonic() - start > 1.5:
                     moof = int.from_bytes(item[:4], "big")
-                    captured = parse_pscs_sei(item[moof + 8:])
+                    captured = parse_pscs_sei(item[moof + 8 :])
                     if captured:
                         measured.append(now - captured / 1e6)
             hub.unsubscribe(sub)
             hub.close()
             p50, p95 = np.percentile(measured, 50), np.percentile(measured, 95)
             goal = 1.0 if zones is None else 1.5
-            print(f"   {name:11}: p50 {p50 * 1000:6.1f} ms, p95 {p95 * 1000:6.1f} ms over {len(measured)} pictures "
-                  f"(goal p95 <= {goal:g} s)")
+            print(
+                f"   {name:11}: p50 {p50 * 1000:6.1f} ms, p95 {p95 * 1000:6.1f} ms over {len(measured)} pictures "
+                f"(goal p95 <= {goal:g} s)"
+            )
 
 
 def main() -> None:
@@ -188,8 +232,10 @@ def main() -> None:
     parser.add_argument("--skip-streams", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    print(f"pscs masking benchmark: PyAV {av.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"pscs masking benchmark: PyAV {av.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if not args.skip_throughput:

@@ -27,8 +27,13 @@ from tests.web_helpers import PASSWORD, make_user
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("need_chromium")]
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -66,9 +71,17 @@ class ServerThread:
 def console(sqlite_runtime) -> Iterator[tuple[str, int, int]]:
     rt = sqlite_runtime
     with SimulatorServer([CameraSpec("cam1")]) as sim:
-        cam = add_camera(rt, Actor("admin", 1), name="cam1", street_address="1 Union Sq, Norwich, CT",
-                         latitude=41.52, longitude=-72.07, main_url=sim.url("cam1", "main"),
-                         sub_url=sim.url("cam1", "sub"), public_area_attested=True).id
+        cam = add_camera(
+            rt,
+            Actor("admin", 1),
+            name="cam1",
+            street_address="1 Union Sq, Norwich, CT",
+            latitude=41.52,
+            longitude=-72.07,
+            main_url=sim.url("cam1", "main"),
+            sub_url=sim.url("cam1", "sub"),
+            public_area_attested=True,
+        ).id
         recorded_from = (int(time.time()) - 120) * 1000
         record_clock_segments(rt, cam, recorded_from, 20, camera_name="cam1", segment_seconds=4)
         make_user(rt, "opera", ["operator"])
@@ -115,7 +128,8 @@ def test_U1_U4_console_in_chromium(console):
             page.goto(base + "/console/live")
             assert "/console?next=" in page.url
             refused = page.evaluate(
-                f"fetch('/api/v1/cameras/{cam}/snapshot').then(async r => [r.status, await r.json()])")
+                f"fetch('/api/v1/cameras/{cam}/snapshot').then(async r => [r.status, await r.json()])"
+            )
             assert refused[0] == 403 and "purpose session" in refused[1]["error"]["message"]
 
             page.check("input[name=purpose][value=emergency]")
@@ -123,8 +137,10 @@ def test_U1_U4_console_in_chromium(console):
             page.wait_for_url(base + "/console/live")
 
             # The live tile plays: currentTime advances.
-            page.wait_for_function("() => { const v = document.querySelector('#live-grid video');"
-                                   " return v && v.currentTime > 0.3; }", timeout=30_000)
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#live-grid video'); return v && v.currentTime > 0.3; }",
+                timeout=30_000,
+            )
             first = page.evaluate("document.querySelector('#live-grid video').currentTime")
             page.wait_for_timeout(1500)
             later = page.evaluate("document.querySelector('#live-grid video').currentTime")
@@ -138,7 +154,10 @@ def test_U1_U4_console_in_chromium(console):
             page.evaluate("t => window.pscsPlayback.play(t)", target)
             page.wait_for_function(
                 "t => { const p = window.pscsPlayback; return p.origin !== null && p.video.readyState >= 2"
-                " && Math.abs(p.wallNow() - t) < 1500; }", arg=target, timeout=30_000)
+                " && Math.abs(p.wallNow() - t) < 1500; }",
+                arg=target,
+                timeout=30_000,
+            )
             page.screenshot(path=str(BUILD / "console-playback.png"), full_page=True)
 
             # Ending the purpose session ends access to video.

@@ -54,8 +54,12 @@ def test_U4_ptz_zones_fail_closed_until_they_can_be_projected():
 
 def test_U4_zone_validation():
     assert validate_zones([{"points": [[0, 0], [1, 0], [0.5, 1]]}])[0]["label"] == "zone 1"
-    for bad in ([{"points": [[0, 0], [1, 0]]}], [{"points": [[0, 0], [1.5, 0], [0, 1]]}], "x",
-                [{"points": [[0, 0], [1, 0], [float("nan"), 1]]}]):
+    for bad in (
+        [{"points": [[0, 0], [1, 0]]}],
+        [{"points": [[0, 0], [1.5, 0], [0, 1]]}],
+        "x",
+        [{"points": [[0, 0], [1, 0], [float("nan"), 1]]}],
+    ):
         with pytest.raises(InvalidInput):
             validate_zones(bad)
 

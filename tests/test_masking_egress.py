@@ -43,8 +43,17 @@ def sim() -> Iterator[SimulatorServer]:
 def register(rt, sim: SimulatorServer | None, name: str) -> int:
     main = sim.url(name, "main") if sim else f"rtsp://127.0.0.1:9/{name}/main"
     sub = sim.url(name, "sub") if sim else None
-    return add_camera(rt, ADMIN, name=name, street_address="1 Union Sq, Norwich, CT", latitude=41.52,
-                      longitude=-72.07, main_url=main, sub_url=sub, public_area_attested=True).id
+    return add_camera(
+        rt,
+        ADMIN,
+        name=name,
+        street_address="1 Union Sq, Norwich, CT",
+        latitude=41.52,
+        longitude=-72.07,
+        main_url=main,
+        sub_url=sub,
+        public_area_attested=True,
+    ).id
 
 
 def approve_zones(rt, camera_id: int) -> None:
@@ -54,10 +63,12 @@ def approve_zones(rt, camera_id: int) -> None:
     from pscs.auth.service import find_user
 
     admin, sup = find_user(rt, "zane"), find_user(rt, "sara")
-    version = zone_service.propose_zones(rt, Caller(admin.id, "zane", frozenset({"admin"}), 0, Actor("zane", admin.id)),
-                                         camera_id, ZONES_DRAWN)
-    zone_service.decide_zones(rt, Caller(sup.id, "sara", frozenset({"supervisor"}), 0, Actor("sara", sup.id)),
-                              version["id"], approve=True)
+    version = zone_service.propose_zones(
+        rt, Caller(admin.id, "zane", frozenset({"admin"}), 0, Actor("zane", admin.id)), camera_id, ZONES_DRAWN
+    )
+    zone_service.decide_zones(
+        rt, Caller(sup.id, "sara", frozenset({"supervisor"}), 0, Actor("sara", sup.id)), version["id"], approve=True
+    )
     ZONES.invalidate()
 
 
@@ -71,9 +82,11 @@ def operator_with_purpose(rt, username: str = "olga", roles: tuple[str, ...] = (
 
 def planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out = []
-    for plane, (w, h) in zip(frame.planes, [(frame.width, frame.height)] + [((frame.width + 1) // 2,
-                                                                            (frame.height + 1) // 2)] * 2,
-                             strict=True):
+    for plane, (w, h) in zip(
+        frame.planes,
+        [(frame.width, frame.height)] + [((frame.width + 1) // 2, (frame.height + 1) // 2)] * 2,
+        strict=True,
+    ):
         rows = plane.buffer_size // plane.line_size
         out.append(np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:h, :w])
     return out[0], out[1], out[2]
@@ -269,11 +282,14 @@ def test_U4_a_lifted_mask_needs_a_warrant_a_second_person_and_shows_only_to_the_
     other = operator_with_purpose(rt, "olli")
     url = f"/api/v1/cameras/{cam}/snapshot?at_ms={START_MS + 500}"
 
-    no_warrant = ivan.post(f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": " ", "reason": "x",
-                                                                    "minutes": 10})
+    no_warrant = ivan.post(
+        f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": " ", "reason": "x", "minutes": 10}
+    )
     assert no_warrant.status_code == 403 and "warrant" in no_warrant.json()["error"]["message"]
-    lift = ivan.post(f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": "W-2025-117",
-                                                              "reason": "burglary suspect", "minutes": 10})
+    lift = ivan.post(
+        f"/api/v1/cameras/{cam}/mask-lifts",
+        json={"warrant_reference": "W-2025-117", "reason": "burglary suspect", "minutes": 10},
+    )
     assert lift.status_code == 201
     lift_id = lift.json()["mask_lift"]["id"]
     assert ivan.get(url).headers["x-pscs-masked"] == "1"  # requested is not approved
@@ -298,10 +314,13 @@ def test_U4_the_requester_cannot_approve_their_own_lift(sqlite_runtime):
     rt = sqlite_runtime
     cam = register(rt, None, "cam1")
     sup = operator_with_purpose(rt, "sonia", ("supervisor",))
-    lift = sup.post(f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": "W-1", "reason": "r",
-                                                             "minutes": 5}).json()["mask_lift"]
+    lift = sup.post(
+        f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": "W-1", "reason": "r", "minutes": 5}
+    ).json()["mask_lift"]
     response = sup.post(f"/api/v1/mask-lifts/{lift['id']}/approve")
     assert response.status_code == 403 and "second person" in response.json()["error"]["message"]
-    too_long = sup.post(f"/api/v1/cameras/{cam}/mask-lifts", json={"warrant_reference": "W-1", "reason": "r",
-                                                                 "minutes": rt.profile.mask_lift_max_minutes + 1})
+    too_long = sup.post(
+        f"/api/v1/cameras/{cam}/mask-lifts",
+        json={"warrant_reference": "W-1", "reason": "r", "minutes": rt.profile.mask_lift_max_minutes + 1},
+    )
     assert too_long.status_code in (403, 422)

@@ -19,8 +19,16 @@ ADMIN = Actor("admin", 1)
 
 
 def camera(rt, name: str = "cam1") -> int:
-    return add_camera(rt, ADMIN, name=name, street_address="100 Broadway, Norwich, CT", latitude=41.52,
-                      longitude=-72.07, main_url=f"rtsp://127.0.0.1:9/{name}/main", public_area_attested=True).id
+    return add_camera(
+        rt,
+        ADMIN,
+        name=name,
+        street_address="100 Broadway, Norwich, CT",
+        latitude=41.52,
+        longitude=-72.07,
+        main_url=f"rtsp://127.0.0.1:9/{name}/main",
+        public_area_attested=True,
+    ).id
 
 
 def signed_in(rt, username: str, roles: list[str]):
@@ -120,8 +128,9 @@ def test_U1_a_session_expires_and_belongs_to_its_sign_in(sqlite_runtime):
     assert other.get("/api/v1/purpose-sessions/current").json() == {"purpose_session": None}
     assert other.get(f"/api/v1/cameras/{cam}/snapshot").status_code == 403
     with rt.db.write() as s:
-        s.execute(update(PurposeSession).where(PurposeSession.id == sid).values(
-            expires_at=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(PurposeSession).where(PurposeSession.id == sid).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     response = op.get(f"/api/v1/cameras/{cam}/snapshot")
     assert response.status_code == 403 and "purpose session" in response.json()["error"]["message"]
 
@@ -148,11 +157,17 @@ def test_U1_console_pages_send_you_to_the_purpose_picker(sqlite_runtime):
     picker = op.get("/console", headers={"accept": "text/html"})
     assert "Why are you looking?" in picker.text and "investigation" in picker.text
     # The form refuses an investigation without a case number, with the clause shown.
-    refused = op.post("/console/purpose", data={"purpose": "investigation", "csrf_token": op.headers["x-csrf-token"]},
-                      headers={"accept": "text/html"})
+    refused = op.post(
+        "/console/purpose",
+        data={"purpose": "investigation", "csrf_token": op.headers["x-csrf-token"]},
+        headers={"accept": "text/html"},
+    )
     assert refused.status_code == 403 and "needs a case number" in refused.text
-    done = op.post("/console/purpose", data={"purpose": "emergency", "csrf_token": op.headers["x-csrf-token"]},
-                   follow_redirects=False)
+    done = op.post(
+        "/console/purpose",
+        data={"purpose": "emergency", "csrf_token": op.headers["x-csrf-token"]},
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"] == "/console/live"
     grid = op.get("/console/live", headers={"accept": "text/html"})
     assert grid.status_code == 200 and 'id="live-grid"' in grid.text and "cam1" in grid.text
@@ -166,16 +181,21 @@ def test_U2_crime_location_needs_a_designation_and_is_limited_to_its_cameras(sql
     refused = op.post("/api/v1/purpose-sessions", json={"purpose": "crime-location"})
     assert refused.status_code == 403 and refused.json()["error"]["clause"] == "U2"
     # Only a supervisor designates.
-    body = {"location": "Main St & 2nd", "reason": "reported drug sales", "camera_ids": [near],
-            "valid_until": (utcnow() + timedelta(days=7)).isoformat()}
+    body = {
+        "location": "Main St & 2nd",
+        "reason": "reported drug sales",
+        "camera_ids": [near],
+        "valid_until": (utcnow() + timedelta(days=7)).isoformat(),
+    }
     assert op.post("/api/v1/designations", json=body).status_code == 403
     made = sup.post("/api/v1/designations", json=body)
     assert made.status_code == 201, made.text
     designation = made.json()["designation"]
     assert designation["designated_by"] == "sue" and designation["camera_ids"] == [near]
 
-    opened = op.post("/api/v1/purpose-sessions",
-                     json={"purpose": "crime-location", "designation_id": designation["id"]})
+    opened = op.post(
+        "/api/v1/purpose-sessions", json={"purpose": "crime-location", "designation_id": designation["id"]}
+    )
     assert opened.status_code == 201
     assert opened.json()["purpose_session"]["designated_cameras"] == [near]
     response = op.get(f"/api/v1/cameras/{far}/snapshot")

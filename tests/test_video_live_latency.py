@@ -64,8 +64,10 @@ def test_live_latency_passthrough_and_masked(sqlite_runtime, record_property):
                     results[name] = (p50, p95)
                     record_property(f"{name}_latency_p50_s", round(float(p50), 3))
                     record_property(f"{name}_latency_p95_s", round(float(p95), 3))
-                    print(f"\nlive latency {name}: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
-                          f"({len(measured)} pictures, 640x360@15)")
+                    print(
+                        f"\nlive latency {name}: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+                        f"({len(measured)} pictures, 640x360@15)"
+                    )
                     assert p95 <= limit, f"{name} p95 {p95:.3f} s > {limit} s"
         finally:
             hub_of(app).close()

@@ -23,8 +23,13 @@ def test_console_routes_role_matrix(sqlite_runtime):
         else:
             make_user(rt, f"{role.replace('_', '-')}-user", [role])
             clients[role] = sign_in(client_for(rt), f"{role.replace('_', '-')}-user")
-    routes = [(m, r.path, r) for module in (purposes, video, zones) for r in module.router.routes
-              if isinstance(r, APIRoute) for m in sorted(r.methods - {"HEAD"})]
+    routes = [
+        (m, r.path, r)
+        for module in (purposes, video, zones)
+        for r in module.router.routes
+        if isinstance(r, APIRoute)
+        for m in sorted(r.methods - {"HEAD"})
+    ]
     assert len(routes) >= 30
     failures = []
     for who, client in clients.items():
@@ -32,8 +37,9 @@ def test_console_routes_role_matrix(sqlite_runtime):
         for method, path, route in routes:
             rule = rule_of(route.endpoint)
             assert rule is not None and rule.kind is Kind.ROLES, path
-            response = client.request(method, concrete(path), headers=headers,
-                                      json={} if method != "GET" else None, follow_redirects=False)
+            response = client.request(
+                method, concrete(path), headers=headers, json={} if method != "GET" else None, follow_redirects=False
+            )
             expected_open = who != "anonymous" and who in rule.roles
             if expected_open == (response.status_code in (401, 403)):
                 failures.append(f"{who:17} {method:6} {path}: {response.status_code}")

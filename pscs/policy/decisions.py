@@ -164,34 +164,40 @@ def may_designate_location(user_roles: frozenset[str], profile: PolicyProfile) -
     """U2: only the roles the profile names designate crime locations."""
     if user_roles & frozenset(profile.approvals.location_designation):
         return Decision.allow("U2")
-    return Decision.deny("U2", "designating a crime location needs the role: "
-                         + ", ".join(profile.approvals.location_designation))
+    return Decision.deny(
+        "U2", "designating a crime location needs the role: " + ", ".join(profile.approvals.location_designation)
+    )
 
 
 # U4: privacy zones and mask lifts ----------------------------------------------------------------
 def may_propose_zones(user_roles: frozenset[str], profile: PolicyProfile) -> Decision:
     if user_roles & frozenset(profile.approvals.privacy_zone_propose):
         return Decision.allow("U4")
-    return Decision.deny("U4", "proposing privacy zones needs the role: "
-                         + ", ".join(profile.approvals.privacy_zone_propose))
+    return Decision.deny(
+        "U4", "proposing privacy zones needs the role: " + ", ".join(profile.approvals.privacy_zone_propose)
+    )
 
 
-def may_decide_zones(user_roles: frozenset[str], proposer_id: int | None, decider_id: int,
-                     profile: PolicyProfile) -> Decision:
+def may_decide_zones(
+    user_roles: frozenset[str], proposer_id: int | None, decider_id: int, profile: PolicyProfile
+) -> Decision:
     """U4: a change to privacy zones needs a second person with the approving role."""
     if not user_roles & frozenset(profile.approvals.privacy_zone_approve):
-        return Decision.deny("U4", "approving privacy zones needs the role: "
-                             + ", ".join(profile.approvals.privacy_zone_approve))
+        return Decision.deny(
+            "U4", "approving privacy zones needs the role: " + ", ".join(profile.approvals.privacy_zone_approve)
+        )
     if proposer_id is not None and proposer_id == decider_id:
         return Decision.deny("U4", "privacy zones you proposed must be decided by someone else")
     return Decision.allow("U4")
 
 
-def may_request_mask_lift(user_roles: frozenset[str], warrant_reference: str, minutes: int,
-                          profile: PolicyProfile) -> Decision:
+def may_request_mask_lift(
+    user_roles: frozenset[str], warrant_reference: str, minutes: int, profile: PolicyProfile
+) -> Decision:
     if not user_roles & frozenset(profile.approvals.mask_lift_request):
-        return Decision.deny("U4", "requesting a mask lift needs the role: "
-                             + ", ".join(profile.approvals.mask_lift_request))
+        return Decision.deny(
+            "U4", "requesting a mask lift needs the role: " + ", ".join(profile.approvals.mask_lift_request)
+        )
     if not warrant_reference.strip():
         return Decision.deny("U4", "lifting a privacy mask needs a warrant reference")
     if not 0 < minutes <= profile.mask_lift_max_minutes:
@@ -199,11 +205,13 @@ def may_request_mask_lift(user_roles: frozenset[str], warrant_reference: str, mi
     return Decision.allow("U4")
 
 
-def may_approve_mask_lift(user_roles: frozenset[str], requester_id: int, approver_id: int,
-                          profile: PolicyProfile) -> Decision:
+def may_approve_mask_lift(
+    user_roles: frozenset[str], requester_id: int, approver_id: int, profile: PolicyProfile
+) -> Decision:
     if not user_roles & frozenset(profile.approvals.mask_lift_approve):
-        return Decision.deny("U4", "approving a mask lift needs the role: "
-                             + ", ".join(profile.approvals.mask_lift_approve))
+        return Decision.deny(
+            "U4", "approving a mask lift needs the role: " + ", ".join(profile.approvals.mask_lift_approve)
+        )
     if requester_id == approver_id:
         return Decision.deny("U4", "a mask lift must be approved by a second person, not the requester")
     return Decision.allow("U4")
@@ -240,8 +248,9 @@ def compliance_deadline_ms(now: datetime, profile: PolicyProfile) -> int:
     return retention_cutoff_ms(now, profile) - profile.retention.sweep_interval_minutes * 60_000
 
 
-def valid_hold(reason: str, reference: str, start_ms: int, end_ms: int, camera_ids: frozenset[int],
-               reasons: frozenset[str]) -> Decision:
+def valid_hold(
+    reason: str, reference: str, start_ms: int, end_ms: int, camera_ids: frozenset[int], reasons: frozenset[str]
+) -> Decision:
     """S1: a hold names its reason (investigation, prosecution, FOI request, litigation),
     the case, docket or request number, the cameras and a time range."""
     if reason not in reasons:
@@ -317,8 +326,9 @@ def may_see_request(username: str, user_roles: frozenset[str], requester: str, p
     return Decision.deny("S2", "only the requester, the records commander and auditors see this request")
 
 
-def may_decide_request(username: str, user_roles: frozenset[str], requester: str, status: str,
-                       profile: PolicyProfile) -> Decision:
+def may_decide_request(
+    username: str, user_roles: frozenset[str], requester: str, status: str, profile: PolicyProfile
+) -> Decision:
     """S2: only the records commander decides, never on a request of their own, and only once."""
     deciders = frozenset(profile.approvals.storage_request)
     if not user_roles & deciders:
@@ -331,9 +341,15 @@ def may_decide_request(username: str, user_roles: frozenset[str], requester: str
 
 
 # S3: evidence disposal -------------------------------------------------------------------------
-def may_propose_evidence_disposal(user_roles: frozenset[str], item_status: str, case_reference: str,
-                                  authority: str, case_closed_on: date | None, today: date,
-                                  profile: PolicyProfile) -> Decision:
+def may_propose_evidence_disposal(
+    user_roles: frozenset[str],
+    item_status: str,
+    case_reference: str,
+    authority: str,
+    case_closed_on: date | None,
+    today: date,
+    profile: PolicyProfile,
+) -> Decision:
     """S3: evidence is destroyed only on a documented authorisation: the case is closed."""
     proposers = frozenset(profile.approvals.evidence_disposal)
     if not user_roles & proposers:
@@ -341,15 +357,17 @@ def may_propose_evidence_disposal(user_roles: frozenset[str], item_status: str, 
     if item_status != "preserved":
         return Decision.deny("S3", f"this evidence item is {item_status}")
     if not case_reference.strip() or not authority.strip() or case_closed_on is None:
-        return Decision.deny("S3", "disposal needs the closed case's number, the date it closed and the "
-                             "document that authorises it")
+        return Decision.deny(
+            "S3", "disposal needs the closed case's number, the date it closed and the document that authorises it"
+        )
     if case_closed_on > today:
         return Decision.deny("S3", "the case must already be closed")
     return Decision.allow("S3")
 
 
-def may_approve_evidence_disposal(username: str, user_roles: frozenset[str], proposer: str,
-                                  profile: PolicyProfile) -> Decision:
+def may_approve_evidence_disposal(
+    username: str, user_roles: frozenset[str], proposer: str, profile: PolicyProfile
+) -> Decision:
     """S3: a second person, with a role the profile names, approves the disposal."""
     seconds = frozenset(profile.approvals.evidence_disposal_second)
     if not user_roles & seconds:

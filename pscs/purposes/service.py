@@ -57,19 +57,27 @@ class PurposeView:
 
     @property
     def state(self) -> decisions.PurposeState:
-        return decisions.PurposeState(self.clause, self.expires_at, self.ended_at is not None,
-                                      self.designated_cameras, self.designation_until)
+        return decisions.PurposeState(
+            self.clause, self.expires_at, self.ended_at is not None, self.designated_cameras, self.designation_until
+        )
 
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or utcnow()
         return {
-            "id": self.id, "purpose": self.purpose_id, "label": self.label, "clause": self.clause,
-            "case_number": self.case_number, "incident_number": self.incident_number,
-            "designation_id": self.designation_id, "designation_location": self.designation_location,
+            "id": self.id,
+            "purpose": self.purpose_id,
+            "label": self.label,
+            "clause": self.clause,
+            "case_number": self.case_number,
+            "incident_number": self.incident_number,
+            "designation_id": self.designation_id,
+            "designation_location": self.designation_location,
             "designated_cameras": sorted(self.designated_cameras) if self.designated_cameras is not None else None,
-            "opened_at": self.opened_at.isoformat(), "expires_at": self.expires_at.isoformat(),
+            "opened_at": self.opened_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
             "seconds_left": max(0, int((self.expires_at - now).total_seconds())),
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None, "end_reason": self.end_reason,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "end_reason": self.end_reason,
         }
 
 
@@ -93,18 +101,35 @@ class DesignationView:
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or utcnow()
         return {
-            "id": self.id, "location": self.location, "reason": self.reason, "designated_by": self.designated_by,
-            "created_at": self.created_at.isoformat(), "valid_until": self.valid_until.isoformat(),
+            "id": self.id,
+            "location": self.location,
+            "reason": self.reason,
+            "designated_by": self.designated_by,
+            "created_at": self.created_at.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
             "camera_ids": sorted(self.camera_ids),
             "cameras": [{"id": c, "name": self.camera_names.get(c, str(c))} for c in sorted(self.camera_ids)],
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "revoked_by": self.revoked_by, "revoke_reason": self.revoke_reason, "active": self.active(now),
+            "revoked_by": self.revoked_by,
+            "revoke_reason": self.revoke_reason,
+            "active": self.active(now),
         }
 
 
 def _designation_view(d: LocationDesignation, names: dict[int, str] | None = None) -> DesignationView:
-    return DesignationView(d.id, d.location, d.reason, d.designated_by, d.created_at, d.valid_until,
-                           d.camera_ids, d.revoked_at, d.revoked_by, d.revoke_reason, names or {})
+    return DesignationView(
+        d.id,
+        d.location,
+        d.reason,
+        d.designated_by,
+        d.created_at,
+        d.valid_until,
+        d.camera_ids,
+        d.revoked_at,
+        d.revoked_by,
+        d.revoke_reason,
+        names or {},
+    )
 
 
 def _purpose_view(p: PurposeSession, d: LocationDesignation | None) -> PurposeView:
@@ -112,9 +137,20 @@ def _purpose_view(p: PurposeSession, d: LocationDesignation | None) -> PurposeVi
     if d is not None:
         until = d.valid_until if d.revoked_at is None else min(d.valid_until, d.revoked_at)
     return PurposeView(
-        p.id, p.purpose_id, p.purpose_label, p.clause, p.case_number, p.incident_number, p.designation_id,
-        d.location if d else None, d.camera_ids if d else None, until, p.opened_at, p.expires_at,
-        p.ended_at, p.end_reason,
+        p.id,
+        p.purpose_id,
+        p.purpose_label,
+        p.clause,
+        p.case_number,
+        p.incident_number,
+        p.designation_id,
+        d.location if d else None,
+        d.camera_ids if d else None,
+        until,
+        p.opened_at,
+        p.expires_at,
+        p.ended_at,
+        p.end_reason,
     )
 
 
@@ -160,40 +196,81 @@ def open_session(
         designation_active = None
         designation_id = None  # only the crime-location purpose is tied to a designation
     decision = decisions.may_open_purpose(
-        caller.roles, purpose_id, rt.profile, case_number=case_number, incident_number=incident_number,
+        caller.roles,
+        purpose_id,
+        rt.profile,
+        case_number=case_number,
+        incident_number=incident_number,
         designation_active=designation_active,
     )
-    details = {"purpose": purpose_id, "case_number": case_number, "incident_number": incident_number,
-               "designation_id": designation_id, "note": note}
+    details = {
+        "purpose": purpose_id,
+        "case_number": case_number,
+        "incident_number": incident_number,
+        "designation_id": designation_id,
+        "note": note,
+    }
     if not decision.allowed:
-        rt.audit.record("purpose.open", caller.actor, Outcome.DENIED, object_type="purpose_session",
-                        clauses=(decision.clause,), details=details | {"reason": decision.reason})
+        rt.audit.record(
+            "purpose.open",
+            caller.actor,
+            Outcome.DENIED,
+            object_type="purpose_session",
+            clauses=(decision.clause,),
+            details=details | {"reason": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     assert purpose is not None
     ended = _end_open(rt, caller.web_session_id, "replaced by a new purpose", now)
     for old in ended:
-        rt.audit.record("purpose.end", caller.actor, object_type="purpose_session", object_id=old,
-                        clauses=("U1",), purpose_session_id=old, details={"reason": "replaced by a new purpose"})
+        rt.audit.record(
+            "purpose.end",
+            caller.actor,
+            object_type="purpose_session",
+            object_id=old,
+            clauses=("U1",),
+            purpose_session_id=old,
+            details={"reason": "replaced by a new purpose"},
+        )
     with rt.db.write() as s:
         row = PurposeSession(
-            user_id=caller.user_id, username=caller.username, web_session_id=caller.web_session_id,
-            purpose_id=purpose.id, purpose_label=purpose.label, clause=purpose.clause, case_number=case_number,
-            incident_number=incident_number, designation_id=designation_id, note=note, opened_at=now,
+            user_id=caller.user_id,
+            username=caller.username,
+            web_session_id=caller.web_session_id,
+            purpose_id=purpose.id,
+            purpose_label=purpose.label,
+            clause=purpose.clause,
+            case_number=case_number,
+            incident_number=incident_number,
+            designation_id=designation_id,
+            note=note,
+            opened_at=now,
             expires_at=now + timedelta(minutes=rt.profile.purpose_session_minutes),
         )
         s.add(row)
         s.flush()
         view = _purpose_view(row, designation)
-    rt.audit.record("purpose.open", caller.actor, object_type="purpose_session", object_id=view.id,
-                    clauses=(decision.clause,), purpose_session_id=view.id,
-                    details=details | {"label": purpose.label, "expires_at": view.expires_at.isoformat()})
+    rt.audit.record(
+        "purpose.open",
+        caller.actor,
+        object_type="purpose_session",
+        object_id=view.id,
+        clauses=(decision.clause,),
+        purpose_session_id=view.id,
+        details=details | {"label": purpose.label, "expires_at": view.expires_at.isoformat()},
+    )
     return view
 
 
 def _end_open(rt: Runtime, web_session_id: int, reason: str, now: datetime) -> list[int]:
     with rt.db.write() as s:
-        rows = list(s.scalars(select(PurposeSession).where(
-            PurposeSession.web_session_id == web_session_id, PurposeSession.ended_at.is_(None))))
+        rows = list(
+            s.scalars(
+                select(PurposeSession).where(
+                    PurposeSession.web_session_id == web_session_id, PurposeSession.ended_at.is_(None)
+                )
+            )
+        )
         ended = []
         for row in rows:
             row.ended_at = min(now, row.expires_at)
@@ -207,9 +284,16 @@ def current_session(rt: Runtime, web_session_id: int, now: datetime | None = Non
     """The open, unexpired purpose session of a sign-in session, if any."""
     now = now or utcnow()
     with rt.db.session() as s:
-        row = s.scalar(select(PurposeSession).where(
-            PurposeSession.web_session_id == web_session_id, PurposeSession.ended_at.is_(None),
-            PurposeSession.expires_at > now).order_by(PurposeSession.id.desc()).limit(1))
+        row = s.scalar(
+            select(PurposeSession)
+            .where(
+                PurposeSession.web_session_id == web_session_id,
+                PurposeSession.ended_at.is_(None),
+                PurposeSession.expires_at > now,
+            )
+            .order_by(PurposeSession.id.desc())
+            .limit(1)
+        )
         if row is None:
             return None
         designation = s.get(LocationDesignation, row.designation_id) if row.designation_id else None
@@ -229,8 +313,15 @@ def end_session(rt: Runtime, caller: Caller, reason: str = "ended by the user") 
     """End the caller's open purpose session early; returns its id (None if none was open)."""
     ended = _end_open(rt, caller.web_session_id, reason, utcnow())
     for old in ended:
-        rt.audit.record("purpose.end", caller.actor, object_type="purpose_session", object_id=old,
-                        clauses=("U1",), purpose_session_id=old, details={"reason": reason})
+        rt.audit.record(
+            "purpose.end",
+            caller.actor,
+            object_type="purpose_session",
+            object_id=old,
+            clauses=("U1",),
+            purpose_session_id=old,
+            details={"reason": reason},
+        )
     return ended[0] if ended else None
 
 
@@ -246,9 +337,16 @@ def require_view(
     session = current_session(rt, caller.web_session_id, now)
     decision = decisions.may_view(caller.roles, session.state if session else None, camera_id, now, rt.profile)
     if not decision.allowed:
-        rt.audit.record(action, caller.actor, Outcome.DENIED, object_type="camera", object_id=camera_id,
-                        clauses=(decision.clause,), purpose_session_id=session.id if session else None,
-                        details=(details or {}) | {"reason": decision.reason})
+        rt.audit.record(
+            action,
+            caller.actor,
+            Outcome.DENIED,
+            object_type="camera",
+            object_id=camera_id,
+            clauses=(decision.clause,),
+            purpose_session_id=session.id if session else None,
+            details=(details or {}) | {"reason": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     assert session is not None
     return session
@@ -265,11 +363,21 @@ def designate_location(
     rt: Runtime, caller: Caller, *, location: str, reason: str, camera_ids: list[int], valid_until: datetime
 ) -> DesignationView:
     decision = decisions.may_designate_location(caller.roles, rt.profile)
-    details = {"location": location, "reason": reason, "camera_ids": sorted(set(camera_ids)),
-               "valid_until": valid_until.isoformat() if valid_until.tzinfo else str(valid_until)}
+    details = {
+        "location": location,
+        "reason": reason,
+        "camera_ids": sorted(set(camera_ids)),
+        "valid_until": valid_until.isoformat() if valid_until.tzinfo else str(valid_until),
+    }
     if not decision.allowed:
-        rt.audit.record("designation.create", caller.actor, Outcome.DENIED, object_type="designation",
-                        clauses=("U2",), details=details | {"reason_denied": decision.reason})
+        rt.audit.record(
+            "designation.create",
+            caller.actor,
+            Outcome.DENIED,
+            object_type="designation",
+            clauses=("U2",),
+            details=details | {"reason_denied": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     location = _clean(location, "location", 300) or ""
     reason = _clean(reason, "reason", 1000) or ""
@@ -290,23 +398,40 @@ def designate_location(
         if missing:
             raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")
         row = LocationDesignation(
-            location=location, reason=reason, designated_by_id=caller.user_id, designated_by=caller.username,
-            created_at=now, valid_until=valid_until,
+            location=location,
+            reason=reason,
+            designated_by_id=caller.user_id,
+            designated_by=caller.username,
+            created_at=now,
+            valid_until=valid_until,
             cameras=[DesignatedCamera(camera_id=c) for c in sorted(set(camera_ids))],
         )
         s.add(row)
         s.flush()
         view = _designation_view(row)
-    rt.audit.record("designation.create", caller.actor, object_type="designation", object_id=view.id,
-                    clauses=("U2",), details=details)
+    rt.audit.record(
+        "designation.create",
+        caller.actor,
+        object_type="designation",
+        object_id=view.id,
+        clauses=("U2",),
+        details=details,
+    )
     return view
 
 
 def revoke_designation(rt: Runtime, caller: Caller, designation_id: int, reason: str) -> DesignationView:
     decision = decisions.may_designate_location(caller.roles, rt.profile)
     if not decision.allowed:
-        rt.audit.record("designation.revoke", caller.actor, Outcome.DENIED, object_type="designation",
-                        object_id=designation_id, clauses=("U2",), details={"reason_denied": decision.reason})
+        rt.audit.record(
+            "designation.revoke",
+            caller.actor,
+            Outcome.DENIED,
+            object_type="designation",
+            object_id=designation_id,
+            clauses=("U2",),
+            details={"reason_denied": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     reason = _clean(reason, "reason", 500) or ""
     if not reason:
@@ -319,8 +444,14 @@ def revoke_designation(rt: Runtime, caller: Caller, designation_id: int, reason:
             row.revoked_at, row.revoked_by, row.revoke_reason = utcnow(), caller.username, reason
         s.flush()
         view = _designation_view(row)
-    rt.audit.record("designation.revoke", caller.actor, object_type="designation", object_id=designation_id,
-                    clauses=("U2",), details={"reason": reason})
+    rt.audit.record(
+        "designation.revoke",
+        caller.actor,
+        object_type="designation",
+        object_id=designation_id,
+        clauses=("U2",),
+        details={"reason": reason},
+    )
     return view
 
 

@@ -44,8 +44,9 @@ def _avcc_record(sps: bytes, pps: bytes, info: SpsInfo) -> bytes:
     record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + struct.pack(">H", len(sps)) + sps
     record += bytes([1]) + struct.pack(">H", len(pps)) + pps
     if info.profile_idc in (100, 110, 122, 144):
-        record += bytes([0xFC | info.chroma_format_idc, 0xF8 | (info.bit_depth_luma - 8),
-                         0xF8 | (info.bit_depth_chroma - 8), 0])
+        record += bytes(
+            [0xFC | info.chroma_format_idc, 0xF8 | (info.bit_depth_luma - 8), 0xF8 | (info.bit_depth_chroma - 8), 0]
+        )
     return box(b"avcC", record)
 
 
@@ -53,20 +54,52 @@ def init_segment(sps: bytes, pps: bytes) -> tuple[bytes, SpsInfo]:
     info = parse_sps(sps)
     w, h = info.width, info.height
     ftyp = box(b"ftyp", b"isom", struct.pack(">I", 512), b"isom", b"iso6", b"avc1", b"mp41")
-    mvhd = full_box(b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, 1000, 0), struct.pack(">IH", 0x00010000, 0x0100),
-                    bytes(10), _MATRIX, bytes(24), struct.pack(">I", 2))
-    tkhd = full_box(b"tkhd", 0, 3, struct.pack(">IIII", 0, 0, 1, 0), struct.pack(">I", 0), bytes(8),
-                    struct.pack(">hhhH", 0, 0, 0, 0), _MATRIX, struct.pack(">II", w << 16, h << 16))
+    mvhd = full_box(
+        b"mvhd",
+        0,
+        0,
+        struct.pack(">IIII", 0, 0, 1000, 0),
+        struct.pack(">IH", 0x00010000, 0x0100),
+        bytes(10),
+        _MATRIX,
+        bytes(24),
+        struct.pack(">I", 2),
+    )
+    tkhd = full_box(
+        b"tkhd",
+        0,
+        3,
+        struct.pack(">IIII", 0, 0, 1, 0),
+        struct.pack(">I", 0),
+        bytes(8),
+        struct.pack(">hhhH", 0, 0, 0, 0),
+        _MATRIX,
+        struct.pack(">II", w << 16, h << 16),
+    )
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIII", 0, 0, TIMESCALE, 0), struct.pack(">HH", 0x55C4, 0))
     hdlr = full_box(b"hdlr", 0, 0, struct.pack(">I", 0), b"vide", bytes(12), b"pscs video\x00")
     vmhd = full_box(b"vmhd", 0, 1, bytes(8))
     dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
-    avc1 = box(b"avc1", bytes(6), struct.pack(">H", 1), bytes(16), struct.pack(">HH", w, h),
-               struct.pack(">II", 0x00480000, 0x00480000), struct.pack(">IH", 0, 1), bytes(32),
-               struct.pack(">Hh", 0x0018, -1), _avcc_record(sps, pps, info))
-    stbl = box(b"stbl", full_box(b"stsd", 0, 0, struct.pack(">I", 1), avc1),
-               full_box(b"stts", 0, 0, struct.pack(">I", 0)), full_box(b"stsc", 0, 0, struct.pack(">I", 0)),
-               full_box(b"stsz", 0, 0, struct.pack(">II", 0, 0)), full_box(b"stco", 0, 0, struct.pack(">I", 0)))
+    avc1 = box(
+        b"avc1",
+        bytes(6),
+        struct.pack(">H", 1),
+        bytes(16),
+        struct.pack(">HH", w, h),
+        struct.pack(">II", 0x00480000, 0x00480000),
+        struct.pack(">IH", 0, 1),
+        bytes(32),
+        struct.pack(">Hh", 0x0018, -1),
+        _avcc_record(sps, pps, info),
+    )
+    stbl = box(
+        b"stbl",
+        full_box(b"stsd", 0, 0, struct.pack(">I", 1), avc1),
+        full_box(b"stts", 0, 0, struct.pack(">I", 0)),
+        full_box(b"stsc", 0, 0, struct.pack(">I", 0)),
+        full_box(b"stsz", 0, 0, struct.pack(">II", 0, 0)),
+        full_box(b"stco", 0, 0, struct.pack(">I", 0)),
+    )
     mdia = box(b"mdia", mdhd, hdlr, box(b"minf", vmhd, dinf, stbl))
     mvex = box(b"mvex", full_box(b"trex", 0, 0, struct.pack(">IIIII", 1, 1, 0, 0, 0)))
     moov = box(b"moov", mvhd, box(b"trak", tkhd, mdia), mvex)
@@ -89,8 +122,12 @@ def fragment(sequence: int, samples: list[Sample]) -> bytes:
 
     def build(data_offset: int) -> bytes:
         trun = full_box(b"trun", 1, trun_flags, struct.pack(">Ii", len(samples), data_offset), entries)
-        traf = box(b"traf", full_box(b"tfhd", 0, 0x020000, struct.pack(">I", 1)),
-                   full_box(b"tfdt", 1, 0, struct.pack(">Q", max(0, samples[0].dts))), trun)
+        traf = box(
+            b"traf",
+            full_box(b"tfhd", 0, 0x020000, struct.pack(">I", 1)),
+            full_box(b"tfdt", 1, 0, struct.pack(">Q", max(0, samples[0].dts))),
+            trun,
+        )
         return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", sequence & 0xFFFFFFFF)), traf)
 
     moof_size = len(build(0))

@@ -97,8 +97,15 @@ class AccessUnit:
 class Subscriber:
     """One viewer (or a snapshot taker, ``passive``) of one camera stream."""
 
-    def __init__(self, camera_id: int, stream: str, *, clear_until: float | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None, passive: bool = False) -> None:
+    def __init__(
+        self,
+        camera_id: int,
+        stream: str,
+        *,
+        clear_until: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        passive: bool = False,
+    ) -> None:
         self.camera_id = camera_id
         self.stream = stream
         self.clear_until = clear_until  # epoch seconds of the viewer's mask lift, if any
@@ -268,8 +275,11 @@ class Upstream(threading.Thread):
 
     def _idle_expired(self) -> bool:
         with self.lock:
-            return not self.subscribers and self.idle_since is not None and (
-                time.monotonic() - self.idle_since >= self.hub.linger_s)
+            return (
+                not self.subscribers
+                and self.idle_since is not None
+                and (time.monotonic() - self.idle_since >= self.hub.linger_s)
+            )
 
     def _read(self, source: UpstreamSource) -> bool:
         options = {"rtsp_transport": "tcp", "analyzeduration": "0", "probesize": "32", "fflags": "nobuffer"}
@@ -288,8 +298,11 @@ class Upstream(threading.Thread):
                     continue
                 data = bytes(packet)
                 # FFmpeg's RTSP demuxer hands out Annex B; anything else is length-prefixed.
-                nals = split_annexb(data) if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01" else (
-                    split_avcc(data) or [])
+                nals = (
+                    split_annexb(data)
+                    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01"
+                    else (split_avcc(data) or [])
+                )
                 if not nals:
                     continue
                 keyframe = any(nal_type(n) == NAL_IDR for n in nals)
@@ -368,8 +381,9 @@ class Upstream(threading.Thread):
         out = []
         if self.transcoder is None:
             # Start at once: decode the current GOP, encode only its newest picture.
-            self.transcoder = MaskingTranscoder(zones, self.hub.encoder_settings, sps=self._sps, pps=self._pps,
-                                                fps_hint=TIMESCALE / max(1, self._step))
+            self.transcoder = MaskingTranscoder(
+                zones, self.hub.encoder_settings, sps=self._sps, pps=self._pps, fps_hint=TIMESCALE / max(1, self._step)
+            )
             self.masked_track.reset()
             for prior in self.raw_gop:
                 if prior is unit:
@@ -383,8 +397,9 @@ class Upstream(threading.Thread):
             out.append(self.masked_track.push(nals, encoded.pts, encoded.keyframe))
         return out
 
-    def _feed(self, sub: Subscriber, track: Track, produced: list[tuple[bytes | None, bytes | None]],
-              masked: bool) -> None:
+    def _feed(
+        self, sub: Subscriber, track: Track, produced: list[tuple[bytes | None, bytes | None]], masked: bool
+    ) -> None:
         if sub.track is not track:
             sub.track, sub.started = track, False
         if sub.masked is not masked:
@@ -429,9 +444,15 @@ class Upstream(threading.Thread):
 class LiveHub:
     """Every live upstream of this process.  Thread-safe."""
 
-    def __init__(self, rt: Runtime | None = None, *, resolver: Resolver | None = None,
-                 zones_for: Callable[[int], ZoneSet | None] | None = None,
-                 encoder_settings: EncoderSettings | None = None, linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self,
+        rt: Runtime | None = None,
+        *,
+        resolver: Resolver | None = None,
+        zones_for: Callable[[int], ZoneSet | None] | None = None,
+        encoder_settings: EncoderSettings | None = None,
+        linger_s: float = LINGER_S,
+    ) -> None:
         if resolver is None:
             assert rt is not None
             resolver = db_resolver(rt)
@@ -446,8 +467,15 @@ class LiveHub:
         self._upstreams: dict[tuple[int, str], Upstream] = {}
         self._closed = False
 
-    def subscribe(self, camera_id: int, stream: str = "sub", *, clear_until: float | None = None,
-                  loop: asyncio.AbstractEventLoop | None = None, passive: bool = False) -> Subscriber:
+    def subscribe(
+        self,
+        camera_id: int,
+        stream: str = "sub",
+        *,
+        clear_until: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        passive: bool = False,
+    ) -> Subscriber:
         if stream not in ("main", "sub"):
             raise ValueError("stream is main or sub")
         sub = Subscriber(camera_id, stream, clear_until=clear_until, loop=loop, passive=passive)
@@ -487,8 +515,9 @@ class LiveHub:
         with self._lock:
             return sum(1 for u in self._upstreams.values() if u.is_alive())
 
-    def snapshot_png(self, camera_id: int, zones: ZoneSet | None, stream: str = "main",
-                     timeout_s: float = 8.0) -> bytes:
+    def snapshot_png(
+        self, camera_id: int, zones: ZoneSet | None, stream: str = "main", timeout_s: float = 8.0
+    ) -> bytes:
         """The newest picture of a camera, masked with ``zones`` (None: unmasked — only for
         a viewer with a mask lift, or a camera with no zones), as PNG."""
         sub = self.subscribe(camera_id, stream, passive=True)

@@ -81,8 +81,9 @@ def rasterize(polygons: tuple[Polygon, ...], width: int, height: int) -> tuple[n
     for polygon in polygons:
         blocks |= _grow(rasterize_polygon(polygon, width, height))
     luma = np.repeat(np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1)[:height, :width]
-    chroma = np.repeat(np.repeat(blocks, BLOCK // 2, axis=0), BLOCK // 2, axis=1)[: (height + 1) // 2,
-                                                                                   : (width + 1) // 2]
+    chroma = np.repeat(np.repeat(blocks, BLOCK // 2, axis=0), BLOCK // 2, axis=1)[
+        : (height + 1) // 2, : (width + 1) // 2
+    ]
     return luma, chroma
 
 
@@ -206,16 +207,26 @@ class H264Encoder:
         params = "scenecut=0:bframes=0:keyint=600:min-keyint=1"
         if settings.max_bitrate_kbps:
             params += f":vbv-maxrate={settings.max_bitrate_kbps}:vbv-bufsize={settings.max_bitrate_kbps}"
-        ctx.options = {"preset": settings.preset, "tune": "zerolatency", "crf": str(settings.crf),
-                       "threads": str(settings.threads), "forced-idr": "1", "x264-params": params}
+        ctx.options = {
+            "preset": settings.preset,
+            "tune": "zerolatency",
+            "crf": str(settings.crf),
+            "threads": str(settings.threads),
+            "forced-idr": "1",
+            "x264-params": params,
+        }
         ctx.open()
         self.context = ctx
         self._last_key_pts: int | None = None
 
     def encode(self, frame: av.VideoFrame, pts: int, force_keyframe: bool = False) -> list[EncodedUnit]:
         interval = self.settings.keyframe_interval_s * 90_000
-        if force_keyframe or self._last_key_pts is None or pts - self._last_key_pts >= interval or pts < (
-                self._last_key_pts or 0):
+        if (
+            force_keyframe
+            or self._last_key_pts is None
+            or pts - self._last_key_pts >= interval
+            or pts < (self._last_key_pts or 0)
+        ):
             frame.pict_type = av.video.frame.PictureType.I
             self._last_key_pts = pts
         else:
@@ -225,8 +236,11 @@ class H264Encoder:
         out = []
         for packet in self.context.encode(frame):
             nals = split_annexb(bytes(packet))
-            out.append(EncodedUnit(nals, packet.pts if packet.pts is not None else pts,
-                                   any(nal_type(n) == NAL_IDR for n in nals)))
+            out.append(
+                EncodedUnit(
+                    nals, packet.pts if packet.pts is not None else pts, any(nal_type(n) == NAL_IDR for n in nals)
+                )
+            )
         return out
 
 
@@ -244,8 +258,16 @@ class MaskingTranscoder:
     """decode → mask (zones in force) → encode, for one stream.  ``set_zones`` switches to
     another zone version at the next picture (and starts it with a keyframe)."""
 
-    def __init__(self, zones: ZoneSet, settings: EncoderSettings | None = None, *, sps: bytes | None = None,
-                 pps: bytes | None = None, fps_hint: float = 25.0, decoder_threads: int = 1) -> None:
+    def __init__(
+        self,
+        zones: ZoneSet,
+        settings: EncoderSettings | None = None,
+        *,
+        sps: bytes | None = None,
+        pps: bytes | None = None,
+        fps_hint: float = 25.0,
+        decoder_threads: int = 1,
+    ) -> None:
         self.zones = zones
         self.settings = settings or EncoderSettings()
         self.decoder = H264Decoder(sps, pps, decoder_threads)
@@ -269,7 +291,9 @@ class MaskingTranscoder:
         frame = as_yuv420p(frame)
         zone_mask(self.zones, frame.width, frame.height).apply(frame)
         if self.encoder is None or (self.encoder.context.width, self.encoder.context.height) != (
-                frame.width, frame.height):
+            frame.width,
+            frame.height,
+        ):
             self.encoder = H264Encoder(frame.width, frame.height, self.settings, self.fps_hint)
             self._force_key = True
         force, self._force_key = self._force_key, False

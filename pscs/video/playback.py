@@ -39,10 +39,15 @@ class SegmentRef:
     path: Path
 
 
-def _segments(rt: Runtime, camera_id: int, after_ms: int, end_ms: int | None, stream: str = "main",
-              limit: int = 50) -> list[SegmentRef]:
-    q = (select(Segment).where(Segment.camera_id == camera_id, Segment.stream == stream, Segment.end_ms > after_ms)
-         .order_by(Segment.start_ms).limit(limit))
+def _segments(
+    rt: Runtime, camera_id: int, after_ms: int, end_ms: int | None, stream: str = "main", limit: int = 50
+) -> list[SegmentRef]:
+    q = (
+        select(Segment)
+        .where(Segment.camera_id == camera_id, Segment.stream == stream, Segment.end_ms > after_ms)
+        .order_by(Segment.start_ms)
+        .limit(limit)
+    )
     if end_ms is not None:
         q = q.where(Segment.start_ms < end_ms)
     root = rt.settings.recordings_path
@@ -56,21 +61,43 @@ def timeline(rt: Runtime, camera_id: int, start_ms: int, end_ms: int) -> dict[st
 
     ranges: list[list[int]] = []
     with rt.db.session() as s:
-        rows = s.execute(select(Segment.start_ms, Segment.end_ms).where(
-            Segment.camera_id == camera_id, Segment.stream == "main", Segment.end_ms > start_ms,
-            Segment.start_ms < end_ms).order_by(Segment.start_ms)).all()
+        rows = s.execute(
+            select(Segment.start_ms, Segment.end_ms)
+            .where(
+                Segment.camera_id == camera_id,
+                Segment.stream == "main",
+                Segment.end_ms > start_ms,
+                Segment.start_ms < end_ms,
+            )
+            .order_by(Segment.start_ms)
+        ).all()
         for seg_start, seg_end in rows:
             if ranges and seg_start - ranges[-1][1] <= MERGE_TOLERANCE_MS:
                 ranges[-1][1] = max(ranges[-1][1], seg_end)
             else:
                 ranges.append([seg_start, seg_end])
-        gaps = [{"start_ms": g.start_ms, "end_ms": g.end_ms, "reason": g.reason} for g in s.scalars(
-            select(RecordingGap).where(RecordingGap.camera_id == camera_id, RecordingGap.end_ms > start_ms,
-                                       RecordingGap.start_ms < end_ms).order_by(RecordingGap.start_ms))]
-        holds = [{"start_ms": h.start_ms, "end_ms": h.end_ms, "reason": h.reason}
-                 for h in protected_ranges(s, camera_id, start_ms, end_ms)]
-    return {"camera_id": camera_id, "start_ms": start_ms, "end_ms": end_ms,
-            "ranges": [{"start_ms": a, "end_ms": b} for a, b in ranges], "gaps": gaps, "holds": holds}
+        gaps = [
+            {"start_ms": g.start_ms, "end_ms": g.end_ms, "reason": g.reason}
+            for g in s.scalars(
+                select(RecordingGap)
+                .where(
+                    RecordingGap.camera_id == camera_id, RecordingGap.end_ms > start_ms, RecordingGap.start_ms < end_ms
+                )
+                .order_by(RecordingGap.start_ms)
+            )
+        ]
+        holds = [
+            {"start_ms": h.start_ms, "end_ms": h.end_ms, "reason": h.reason}
+            for h in protected_ranges(s, camera_id, start_ms, end_ms)
+        ]
+    return {
+        "camera_id": camera_id,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "ranges": [{"start_ms": a, "end_ms": b} for a, b in ranges],
+        "gaps": gaps,
+        "holds": holds,
+    }
 
 
 @dataclass
@@ -107,8 +134,16 @@ class PlaybackStream:
     otherwise every picture is decoded, masked and re-encoded.  ``first_ms``/``last_ms``
     say which recorded range has actually been sent (for the audit trail)."""
 
-    def __init__(self, rt: Runtime, camera_id: int, start_ms: int, *, zones: ZoneSet | None,
-                 end_ms: int | None = None, encoder: EncoderSettings | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        camera_id: int,
+        start_ms: int,
+        *,
+        zones: ZoneSet | None,
+        end_ms: int | None = None,
+        encoder: EncoderSettings | None = None,
+    ) -> None:
         self.rt = rt
         self.camera_id = camera_id
         self.start_ms = start_ms
@@ -177,8 +212,9 @@ class PlaybackStream:
             self.last_ms = int(packet.ms)
         yield from self._flush(None)
 
-    def _add(self, nals: list[bytes], pts: int, keyframe: bool, sps: bytes | None,
-             pps: bytes | None) -> Iterator[bytes]:
+    def _add(
+        self, nals: list[bytes], pts: int, keyframe: bool, sps: bytes | None, pps: bytes | None
+    ) -> Iterator[bytes]:
         if keyframe or len(self._pending) >= MAX_FRAGMENT_SAMPLES:
             yield from self._flush(pts)
         changed = self.muxer.parameter_sets(nals)
@@ -198,8 +234,11 @@ class PlaybackStream:
         fixed = []
         for i, s in enumerate(samples):
             nxt = samples[i + 1].dts if i + 1 < len(samples) else next_pts
-            step = (nxt - s.dts) if nxt is not None and 0 < nxt - s.dts < TIMESCALE * 2 else (
-                fixed[-1].duration if fixed else TIMESCALE // 25)
+            step = (
+                (nxt - s.dts)
+                if nxt is not None and 0 < nxt - s.dts < TIMESCALE * 2
+                else (fixed[-1].duration if fixed else TIMESCALE // 25)
+            )
             fixed.append(Sample(s.nals, s.dts, step, s.keyframe))
         yield self.muxer.fragment(fixed)
 
@@ -227,8 +266,9 @@ def snapshot_at_png(rt: Runtime, camera_id: int, at_ms: int, zones: ZoneSet | No
     return encode_png(mask_frame(frame, zones)), int(ms)
 
 
-def export_masked(rt: Runtime, camera_id: int, start_ms: int, end_ms: int, out: BinaryIO,
-                  zones: ZoneSet | None) -> PlaybackStream:
+def export_masked(
+    rt: Runtime, camera_id: int, start_ms: int, end_ms: int, out: BinaryIO, zones: ZoneSet | None
+) -> PlaybackStream:
     """The export hook (U4): a playable MP4 of a range, masked with ``zones``.  The export
     work (evidence, working copies) calls this for the working copy it hands out."""
     stream = PlaybackStream(rt, camera_id, start_ms, zones=zones, end_ms=end_ms)

@@ -44,8 +44,11 @@ def record_clock_segments(
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
-        stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency",
-                                        "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0"}
+        stream.codec_context.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0",
+        }
         count = 0
         while count < frames_per_segment and index < total:
             wall = (start_ms + shift) / 1000 + index / fps

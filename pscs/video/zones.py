@@ -92,9 +92,17 @@ def validate_zones(zones: Any, space: str = "image") -> list[dict[str, Any]]:
 
 def _version_dict(v: PrivacyZoneVersion) -> dict[str, Any]:
     return {
-        "id": v.id, "camera_id": v.camera_id, "version": v.version, "space": v.space, "zones": v.zones,
-        "note": v.note, "status": v.status, "proposed_by": v.proposed_by, "proposed_at": v.proposed_at.isoformat(),
-        "decided_by": v.decided_by, "decided_at": v.decided_at.isoformat() if v.decided_at else None,
+        "id": v.id,
+        "camera_id": v.camera_id,
+        "version": v.version,
+        "space": v.space,
+        "zones": v.zones,
+        "note": v.note,
+        "status": v.status,
+        "proposed_by": v.proposed_by,
+        "proposed_at": v.proposed_at.isoformat(),
+        "decided_by": v.decided_by,
+        "decided_at": v.decided_at.isoformat() if v.decided_at else None,
         "decision_note": v.decision_note,
         "superseded_at": v.superseded_at.isoformat() if v.superseded_at else None,
     }
@@ -105,32 +113,61 @@ def _camera_exists(s: Any, camera_id: int) -> None:
         raise NotFound(f"no camera {camera_id}")
 
 
-def propose_zones(rt: Runtime, caller: Caller, camera_id: int, zones: Any, *, note: str | None = None,
-                  space: str = "image") -> dict[str, Any]:
+def propose_zones(
+    rt: Runtime, caller: Caller, camera_id: int, zones: Any, *, note: str | None = None, space: str = "image"
+) -> dict[str, Any]:
     decision = decisions.may_propose_zones(caller.roles, rt.profile)
     if not decision.allowed:
-        rt.audit.record("zones.propose", caller.actor, "denied", object_type="camera", object_id=camera_id,
-                        clauses=("U4",), details={"reason": decision.reason})
+        rt.audit.record(
+            "zones.propose",
+            caller.actor,
+            "denied",
+            object_type="camera",
+            object_id=camera_id,
+            clauses=("U4",),
+            details={"reason": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     clean = validate_zones(zones, space)
     with rt.db.write() as s:
         _camera_exists(s, camera_id)
-        latest = s.scalar(select(func.max(PrivacyZoneVersion.version)).where(
-            PrivacyZoneVersion.camera_id == camera_id)) or 0
-        row = PrivacyZoneVersion(camera_id=camera_id, version=latest + 1, space=space, zones=clean,
-                                 note=(note or "").strip()[:500] or None, status="proposed",
-                                 proposed_by_id=caller.user_id, proposed_by=caller.username, proposed_at=utcnow())
+        latest = (
+            s.scalar(select(func.max(PrivacyZoneVersion.version)).where(PrivacyZoneVersion.camera_id == camera_id)) or 0
+        )
+        row = PrivacyZoneVersion(
+            camera_id=camera_id,
+            version=latest + 1,
+            space=space,
+            zones=clean,
+            note=(note or "").strip()[:500] or None,
+            status="proposed",
+            proposed_by_id=caller.user_id,
+            proposed_by=caller.username,
+            proposed_at=utcnow(),
+        )
         s.add(row)
         s.flush()
         result = _version_dict(row)
-    rt.audit.record("zones.propose", caller.actor, object_type="privacy_zone_version", object_id=result["id"],
-                    clauses=("U4",), details={"camera_id": camera_id, "version": result["version"],
-                                              "space": space, "zones": clean, "note": result["note"]})
+    rt.audit.record(
+        "zones.propose",
+        caller.actor,
+        object_type="privacy_zone_version",
+        object_id=result["id"],
+        clauses=("U4",),
+        details={
+            "camera_id": camera_id,
+            "version": result["version"],
+            "space": space,
+            "zones": clean,
+            "note": result["note"],
+        },
+    )
     return result
 
 
-def decide_zones(rt: Runtime, caller: Caller, version_id: int, *, approve: bool,
-                 note: str | None = None) -> dict[str, Any]:
+def decide_zones(
+    rt: Runtime, caller: Caller, version_id: int, *, approve: bool, note: str | None = None
+) -> dict[str, Any]:
     action = "zones.approve" if approve else "zones.reject"
     with rt.db.session() as s:
         row = s.get(PrivacyZoneVersion, version_id)
@@ -139,8 +176,15 @@ def decide_zones(rt: Runtime, caller: Caller, version_id: int, *, approve: bool,
         proposer_id, proposer, camera_id, status = row.proposed_by_id, row.proposed_by, row.camera_id, row.status
     decision = decisions.may_decide_zones(caller.roles, proposer_id, caller.user_id, rt.profile)
     if not decision.allowed:
-        rt.audit.record(action, caller.actor, "denied", object_type="privacy_zone_version", object_id=version_id,
-                        clauses=("U4",), details={"camera_id": camera_id, "reason": decision.reason})
+        rt.audit.record(
+            action,
+            caller.actor,
+            "denied",
+            object_type="privacy_zone_version",
+            object_id=version_id,
+            clauses=("U4",),
+            details={"camera_id": camera_id, "reason": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     if status != "proposed":
         raise Conflict(f"version {version_id} is {status}, not awaiting a decision")
@@ -152,8 +196,11 @@ def decide_zones(rt: Runtime, caller: Caller, version_id: int, *, approve: bool,
             raise Conflict(f"version {version_id} is {row.status}, not awaiting a decision")
         superseded = []
         if approve:
-            for old in s.scalars(select(PrivacyZoneVersion).where(
-                    PrivacyZoneVersion.camera_id == row.camera_id, PrivacyZoneVersion.status == "approved")):
+            for old in s.scalars(
+                select(PrivacyZoneVersion).where(
+                    PrivacyZoneVersion.camera_id == row.camera_id, PrivacyZoneVersion.status == "approved"
+                )
+            ):
                 old.status, old.superseded_at = "superseded", now
                 superseded.append(old.version)
         row.status = "approved" if approve else "rejected"
@@ -161,10 +208,21 @@ def decide_zones(rt: Runtime, caller: Caller, version_id: int, *, approve: bool,
         row.decision_note = (note or "").strip()[:500] or None
         s.flush()
         result = _version_dict(row)
-    rt.audit.record(action, caller.actor, object_type="privacy_zone_version", object_id=version_id, clauses=("U4",),
-                    details={"camera_id": camera_id, "version": result["version"], "proposed_by": proposer,
-                             "decided_by": caller.username, "superseded_versions": superseded,
-                             "note": result["decision_note"]})
+    rt.audit.record(
+        action,
+        caller.actor,
+        object_type="privacy_zone_version",
+        object_id=version_id,
+        clauses=("U4",),
+        details={
+            "camera_id": camera_id,
+            "version": result["version"],
+            "proposed_by": proposer,
+            "decided_by": caller.username,
+            "superseded_versions": superseded,
+            "note": result["decision_note"],
+        },
+    )
     ZONES.invalidate(camera_id)
     return result
 
@@ -182,9 +240,12 @@ def list_versions(rt: Runtime, camera_id: int | None = None, status: str | None 
 def load_zones_in_force(rt: Runtime, camera_id: int) -> ZoneSet | None:
     """The newest approved version's zones, or None when the camera has no zones."""
     with rt.db.session() as s:
-        row = s.scalar(select(PrivacyZoneVersion).where(
-            PrivacyZoneVersion.camera_id == camera_id, PrivacyZoneVersion.status == "approved")
-            .order_by(PrivacyZoneVersion.version.desc()).limit(1))
+        row = s.scalar(
+            select(PrivacyZoneVersion)
+            .where(PrivacyZoneVersion.camera_id == camera_id, PrivacyZoneVersion.status == "approved")
+            .order_by(PrivacyZoneVersion.version.desc())
+            .limit(1)
+        )
         if row is None or not row.zones:
             return None
         polygons = tuple(tuple((float(x), float(y)) for x, y in z["points"]) for z in row.zones)
@@ -244,8 +305,12 @@ class LiftView:
     ended_by: str | None
 
     def active(self, now: datetime) -> bool:
-        return (self.status == "approved" and self.ended_at is None and self.expires_at is not None
-                and now < self.expires_at)
+        return (
+            self.status == "approved"
+            and self.ended_at is None
+            and self.expires_at is not None
+            and now < self.expires_at
+        )
 
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or utcnow()
@@ -256,31 +321,60 @@ class LiftView:
 
 
 def _lift_view(r: MaskLift) -> LiftView:
-    return LiftView(r.id, r.camera_id, r.warrant_reference, r.reason, r.minutes, r.status, r.requested_by,
-                    r.requested_by_id, r.requested_at, r.decided_by, r.decided_at, r.expires_at, r.ended_at,
-                    r.ended_by)
+    return LiftView(
+        r.id,
+        r.camera_id,
+        r.warrant_reference,
+        r.reason,
+        r.minutes,
+        r.status,
+        r.requested_by,
+        r.requested_by_id,
+        r.requested_at,
+        r.decided_by,
+        r.decided_at,
+        r.expires_at,
+        r.ended_at,
+        r.ended_by,
+    )
 
 
-def request_lift(rt: Runtime, caller: Caller, camera_id: int, *, warrant_reference: str, reason: str,
-                 minutes: int) -> LiftView:
+def request_lift(
+    rt: Runtime, caller: Caller, camera_id: int, *, warrant_reference: str, reason: str, minutes: int
+) -> LiftView:
     decision = decisions.may_request_mask_lift(caller.roles, warrant_reference or "", minutes, rt.profile)
     details = {"camera_id": camera_id, "warrant_reference": warrant_reference, "reason": reason, "minutes": minutes}
     if not decision.allowed:
-        rt.audit.record("mask_lift.request", caller.actor, "denied", object_type="camera", object_id=camera_id,
-                        clauses=("U4",), details=details | {"reason_denied": decision.reason})
+        rt.audit.record(
+            "mask_lift.request",
+            caller.actor,
+            "denied",
+            object_type="camera",
+            object_id=camera_id,
+            clauses=("U4",),
+            details=details | {"reason_denied": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     if not (reason or "").strip():
         raise InvalidInput("say why the mask must be lifted")
     with rt.db.write() as s:
         _camera_exists(s, camera_id)
-        row = MaskLift(camera_id=camera_id, warrant_reference=warrant_reference.strip()[:200],
-                       reason=reason.strip()[:1000], minutes=minutes, status="requested",
-                       requested_by_id=caller.user_id, requested_by=caller.username, requested_at=utcnow())
+        row = MaskLift(
+            camera_id=camera_id,
+            warrant_reference=warrant_reference.strip()[:200],
+            reason=reason.strip()[:1000],
+            minutes=minutes,
+            status="requested",
+            requested_by_id=caller.user_id,
+            requested_by=caller.username,
+            requested_at=utcnow(),
+        )
         s.add(row)
         s.flush()
         view = _lift_view(row)
-    rt.audit.record("mask_lift.request", caller.actor, object_type="mask_lift", object_id=view.id, clauses=("U4",),
-                    details=details)
+    rt.audit.record(
+        "mask_lift.request", caller.actor, object_type="mask_lift", object_id=view.id, clauses=("U4",), details=details
+    )
     return view
 
 
@@ -293,8 +387,15 @@ def decide_lift(rt: Runtime, caller: Caller, lift_id: int, *, approve: bool) -> 
         requester_id, requester, camera_id = row.requested_by_id, row.requested_by, row.camera_id
     decision = decisions.may_approve_mask_lift(caller.roles, requester_id, caller.user_id, rt.profile)
     if not decision.allowed:
-        rt.audit.record(action, caller.actor, "denied", object_type="mask_lift", object_id=lift_id, clauses=("U4",),
-                        details={"camera_id": camera_id, "requested_by": requester, "reason": decision.reason})
+        rt.audit.record(
+            action,
+            caller.actor,
+            "denied",
+            object_type="mask_lift",
+            object_id=lift_id,
+            clauses=("U4",),
+            details={"camera_id": camera_id, "requested_by": requester, "reason": decision.reason},
+        )
         raise PolicyDenied(decision.reason, decision.clause)
     now = utcnow()
     with rt.db.write() as s:
@@ -308,10 +409,20 @@ def decide_lift(rt: Runtime, caller: Caller, lift_id: int, *, approve: bool) -> 
             row.expires_at = now + timedelta(minutes=row.minutes)
         s.flush()
         view = _lift_view(row)
-    rt.audit.record(action, caller.actor, object_type="mask_lift", object_id=lift_id, clauses=("U4",),
-                    details={"camera_id": camera_id, "warrant_reference": view.warrant_reference,
-                             "requested_by": requester, "approved_by" if approve else "rejected_by": caller.username,
-                             "expires_at": view.expires_at.isoformat() if view.expires_at else None})
+    rt.audit.record(
+        action,
+        caller.actor,
+        object_type="mask_lift",
+        object_id=lift_id,
+        clauses=("U4",),
+        details={
+            "camera_id": camera_id,
+            "warrant_reference": view.warrant_reference,
+            "requested_by": requester,
+            "approved_by" if approve else "rejected_by": caller.username,
+            "expires_at": view.expires_at.isoformat() if view.expires_at else None,
+        },
+    )
     return view
 
 
@@ -321,16 +432,22 @@ def end_lift(rt: Runtime, caller: Caller, lift_id: int) -> LiftView:
         if row is None:
             raise NotFound(f"no mask lift {lift_id}")
         if caller.user_id not in (row.requested_by_id, row.decided_by_id) and not (
-                caller.roles & frozenset(rt.profile.approvals.mask_lift_approve)):
+            caller.roles & frozenset(rt.profile.approvals.mask_lift_approve)
+        ):
             raise PolicyDenied("only the requester or an approver may end a mask lift", "U4")
         if row.status in ("requested", "approved") and row.ended_at is None:
             row.status = "ended" if row.status == "approved" else "withdrawn"
             row.ended_at, row.ended_by = utcnow(), caller.username
         s.flush()
         view = _lift_view(row)
-    rt.audit.record("mask_lift.end", caller.actor, object_type="mask_lift", object_id=lift_id, clauses=("U4",),
-                    details={"camera_id": view.camera_id, "requested_by": view.requested_by,
-                             "approved_by": view.decided_by})
+    rt.audit.record(
+        "mask_lift.end",
+        caller.actor,
+        object_type="mask_lift",
+        object_id=lift_id,
+        clauses=("U4",),
+        details={"camera_id": view.camera_id, "requested_by": view.requested_by, "approved_by": view.decided_by},
+    )
     return view
 
 
@@ -338,9 +455,18 @@ def active_lift(rt: Runtime, camera_id: int, user_id: int, now: datetime | None 
     """The caller's own approved, unexpired lift for this camera (lifts are personal)."""
     now = now or utcnow()
     with rt.db.session() as s:
-        row = s.scalar(select(MaskLift).where(
-            MaskLift.camera_id == camera_id, MaskLift.requested_by_id == user_id, MaskLift.status == "approved",
-            MaskLift.ended_at.is_(None), MaskLift.expires_at > now).order_by(MaskLift.id.desc()).limit(1))
+        row = s.scalar(
+            select(MaskLift)
+            .where(
+                MaskLift.camera_id == camera_id,
+                MaskLift.requested_by_id == user_id,
+                MaskLift.status == "approved",
+                MaskLift.ended_at.is_(None),
+                MaskLift.expires_at > now,
+            )
+            .order_by(MaskLift.id.desc())
+            .limit(1)
+        )
         return _lift_view(row) if row else None
 
 

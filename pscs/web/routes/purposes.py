@@ -55,8 +55,11 @@ class Revocation(BaseModel):
 def list_purposes(request: Request) -> dict[str, Any]:
     """The permitted purposes (from the policy profile) and the designated locations in force."""
     rt = runtime_of(request)
-    return {"purposes": purposes.purposes(rt), "session_minutes": rt.profile.purpose_session_minutes,
-            "designations": [d.as_dict() for d in purposes.list_designations(rt, active_only=True)]}
+    return {
+        "purposes": purposes.purposes(rt),
+        "session_minutes": rt.profile.purpose_session_minutes,
+        "designations": [d.as_dict() for d in purposes.list_designations(rt, active_only=True)],
+    }
 
 
 @router.get("/api/v1/purpose-sessions/current")
@@ -70,9 +73,15 @@ def current_purpose(request: Request) -> dict[str, Any]:
 @video_roles
 def open_purpose(request: Request, body: OpenPurpose) -> dict[str, Any]:
     """Open a purpose session (ends the one open in this sign-in session, if any)."""
-    view = purposes.open_session(runtime_of(request), caller_of(request), purpose_id=body.purpose,
-                                 case_number=body.case_number, incident_number=body.incident_number,
-                                 designation_id=body.designation_id, note=body.note)
+    view = purposes.open_session(
+        runtime_of(request),
+        caller_of(request),
+        purpose_id=body.purpose,
+        case_number=body.case_number,
+        incident_number=body.incident_number,
+        designation_id=body.designation_id,
+        note=body.note,
+    )
     return {"purpose_session": view.as_dict()}
 
 
@@ -92,8 +101,14 @@ def list_designations(request: Request) -> dict[str, Any]:
 @router.post("/api/v1/designations", status_code=201)
 @designators
 def create_designation(request: Request, body: NewDesignation) -> dict[str, Any]:
-    view = purposes.designate_location(runtime_of(request), caller_of(request), location=body.location,
-                                       reason=body.reason, camera_ids=body.camera_ids, valid_until=body.valid_until)
+    view = purposes.designate_location(
+        runtime_of(request),
+        caller_of(request),
+        location=body.location,
+        reason=body.reason,
+        camera_ids=body.camera_ids,
+        valid_until=body.valid_until,
+    )
     return {"designation": view.as_dict()}
 
 
@@ -105,18 +120,33 @@ def revoke_designation(request: Request, designation_id: int, body: Revocation) 
 
 
 # Pages ------------------------------------------------------------------------------------------
-def _picker(request: Request, error: str | None = None, clause: str | None = None,
-            form: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+def _picker(
+    request: Request,
+    error: str | None = None,
+    clause: str | None = None,
+    form: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
     from pscs.cameras.service import list_cameras
 
     rt = runtime_of(request)
     current = purposes.current_session(rt, request.state.user.session_id)
-    return pages.render(request, "console.html", {
-        "purposes": rt.profile.purposes, "session_minutes": rt.profile.purpose_session_minutes,
-        "designations": [d.as_dict() for d in purposes.list_designations(rt, active_only=True)],
-        "current": current.as_dict() if current else None, "error": error, "clause": clause, "form": form or {},
-        "cameras": list_cameras(rt, include_disabled=False), "next": request.query_params.get("next", ""),
-    }, status_code=status_code)
+    return pages.render(
+        request,
+        "console.html",
+        {
+            "purposes": rt.profile.purposes,
+            "session_minutes": rt.profile.purpose_session_minutes,
+            "designations": [d.as_dict() for d in purposes.list_designations(rt, active_only=True)],
+            "current": current.as_dict() if current else None,
+            "error": error,
+            "clause": clause,
+            "form": form or {},
+            "cameras": list_cameras(rt, include_disabled=False),
+            "next": request.query_params.get("next", ""),
+        },
+        status_code=status_code,
+    )
 
 
 @router.get("/console", include_in_schema=False)
@@ -140,13 +170,23 @@ def console_open_purpose(
     note: Annotated[str, Form(max_length=500)] = "",
     next: Annotated[str, Form(max_length=300)] = "",  # noqa: A002 - the form field's name
 ) -> Response:
-    form = {"purpose": purpose, "case_number": case_number, "incident_number": incident_number,
-            "designation_id": designation_id, "note": note}
+    form = {
+        "purpose": purpose,
+        "case_number": case_number,
+        "incident_number": incident_number,
+        "designation_id": designation_id,
+        "note": note,
+    }
     try:
-        purposes.open_session(runtime_of(request), caller_of(request), purpose_id=purpose,
-                              case_number=case_number or None, incident_number=incident_number or None,
-                              designation_id=int(designation_id) if designation_id.isdigit() else None,
-                              note=note or None)
+        purposes.open_session(
+            runtime_of(request),
+            caller_of(request),
+            purpose_id=purpose,
+            case_number=case_number or None,
+            incident_number=incident_number or None,
+            designation_id=int(designation_id) if designation_id.isdigit() else None,
+            note=note or None,
+        )
     except (PolicyDenied, InvalidInput) as exc:
         return _picker(request, exc.message, getattr(exc, "clause", None), form, status_code=exc.status)
     return RedirectResponse(_safe_next(next), status_code=303)
@@ -165,6 +205,11 @@ def designations_page(request: Request) -> Response:
     from pscs.cameras.service import list_cameras
 
     rt = runtime_of(request)
-    return pages.render(request, "purpose_designations.html", {
-        "designations": [d.as_dict() for d in purposes.list_designations(rt)],
-        "cameras": list_cameras(rt, include_disabled=False)})
+    return pages.render(
+        request,
+        "purpose_designations.html",
+        {
+            "designations": [d.as_dict() for d in purposes.list_designations(rt)],
+            "cameras": list_cameras(rt, include_disabled=False),
+        },
+    )

@@ -61,8 +61,12 @@ def hub_of(app: Any) -> LiveHub:
 def _lift_details(lift: LiftView | None) -> dict[str, Any]:
     if lift is None:
         return {}
-    return {"mask_lift_id": lift.id, "warrant_reference": lift.warrant_reference,
-            "lift_requested_by": lift.requested_by, "lift_approved_by": lift.decided_by}
+    return {
+        "mask_lift_id": lift.id,
+        "warrant_reference": lift.warrant_reference,
+        "lift_requested_by": lift.requested_by,
+        "lift_approved_by": lift.decided_by,
+    }
 
 
 def _egress_zones(rt: Runtime, caller: Caller, camera_id: int) -> tuple[ZoneSet | None, LiftView | None]:
@@ -93,17 +97,28 @@ def console_cameras(request: Request) -> dict[str, Any]:
     out = []
     for cid, name, kind, address, has_sub in rows:
         zones, lift = _egress_zones(rt, caller, cid)
-        out.append({"id": cid, "name": name, "kind": kind, "street_address": address, "has_sub": has_sub,
-                    "recorder_state": health.get(cid), "masked": zones is not None,
-                    "zone_version": ZONES.get(rt, cid).version if ZONES.get(rt, cid) else None,
-                    "mask_lift": lift.as_dict() if lift else None})
+        out.append(
+            {
+                "id": cid,
+                "name": name,
+                "kind": kind,
+                "street_address": address,
+                "has_sub": has_sub,
+                "recorder_state": health.get(cid),
+                "masked": zones is not None,
+                "zone_version": ZONES.get(rt, cid).version if ZONES.get(rt, cid) else None,
+                "mask_lift": lift.as_dict() if lift else None,
+            }
+        )
     return {"cameras": out}
 
 
 @router.get("/api/v1/playback/{camera_id}/timeline")
 @video_roles
 def playback_timeline(
-    request: Request, camera_id: int, start_ms: Annotated[int | None, Query(ge=0)] = None,
+    request: Request,
+    camera_id: int,
+    start_ms: Annotated[int | None, Query(ge=0)] = None,
     end_ms: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """Recorded ranges, gaps and holds (times are UTC epoch milliseconds); default: the last 24 hours."""
@@ -137,22 +152,44 @@ def snapshot(request: Request, camera_id: int, at_ms: Annotated[int | None, Quer
         else:
             png, shown_ms = snapshot_at_png(rt, camera_id, at_ms, zones)
     except TimeoutError as exc:
-        rt.audit.record("video.snapshot", caller.actor, Outcome.ERROR, object_type="camera", object_id=camera_id,
-                        clauses=(purpose.clause,), purpose_session_id=purpose.id, details=details)
+        rt.audit.record(
+            "video.snapshot",
+            caller.actor,
+            Outcome.ERROR,
+            object_type="camera",
+            object_id=camera_id,
+            clauses=(purpose.clause,),
+            purpose_session_id=purpose.id,
+            details=details,
+        )
         raise NotFound(f"camera {camera_id} sent no picture: {exc}") from exc
-    rt.audit.record("video.snapshot", caller.actor, object_type="camera", object_id=camera_id,
-                    clauses=(purpose.clause, "U4"), purpose_session_id=purpose.id,
-                    details=details | {"picture_ms": shown_ms, "masked": zones is not None} | _lift_details(lift))
-    return Response(png, media_type="image/png", headers={
-        "Content-Disposition": f'inline; filename="camera-{camera_id}-{shown_ms}.png"',
-        "X-Pscs-Picture-Ms": str(shown_ms), "X-Pscs-Masked": "1" if zones is not None else "0"})
+    rt.audit.record(
+        "video.snapshot",
+        caller.actor,
+        object_type="camera",
+        object_id=camera_id,
+        clauses=(purpose.clause, "U4"),
+        purpose_session_id=purpose.id,
+        details=details | {"picture_ms": shown_ms, "masked": zones is not None} | _lift_details(lift),
+    )
+    return Response(
+        png,
+        media_type="image/png",
+        headers={
+            "Content-Disposition": f'inline; filename="camera-{camera_id}-{shown_ms}.png"',
+            "X-Pscs-Picture-Ms": str(shown_ms),
+            "X-Pscs-Masked": "1" if zones is not None else "0",
+        },
+    )
 
 
 # Playback ------------------------------------------------------------------------------------
 @router.get("/api/v1/playback/{camera_id}/stream")
 @video_roles
 def playback_stream(
-    request: Request, camera_id: int, start_ms: Annotated[int, Query(ge=0)],
+    request: Request,
+    camera_id: int,
+    start_ms: Annotated[int, Query(ge=0)],
     end_ms: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """Recorded video from ``start_ms`` as fragmented MP4 (for Media Source Extensions).
@@ -167,18 +204,37 @@ def playback_stream(
     first = next(chunks, None)
     if first is None:
         raise NotFound("nothing was recorded at or after that time")
-    rt.audit.record("video.playback.start", caller.actor, object_type="camera", object_id=camera_id,
-                    clauses=(purpose.clause, "U4"), purpose_session_id=purpose.id,
-                    details=details | {"from_ms": stream.first_ms, "masked": zones is not None} | _lift_details(lift))
+    rt.audit.record(
+        "video.playback.start",
+        caller.actor,
+        object_type="camera",
+        object_id=camera_id,
+        clauses=(purpose.clause, "U4"),
+        purpose_session_id=purpose.id,
+        details=details | {"from_ms": stream.first_ms, "masked": zones is not None} | _lift_details(lift),
+    )
     body = _audited_playback(rt, caller, purpose, camera_id, stream, first, chunks)
     assert stream.muxer.info is not None
-    return StreamingResponse(body, media_type="video/mp4", headers={
-        "X-Pscs-Origin-Ms": str(stream.first_ms), "X-Pscs-Codec": stream.muxer.info.codec,
-        "X-Pscs-Masked": "1" if zones is not None else "0"})
+    return StreamingResponse(
+        body,
+        media_type="video/mp4",
+        headers={
+            "X-Pscs-Origin-Ms": str(stream.first_ms),
+            "X-Pscs-Codec": stream.muxer.info.codec,
+            "X-Pscs-Masked": "1" if zones is not None else "0",
+        },
+    )
 
 
-async def _audited_playback(rt: Runtime, caller: Caller, purpose: PurposeView, camera_id: int,
-                            stream: PlaybackStream, first: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def _audited_playback(
+    rt: Runtime,
+    caller: Caller,
+    purpose: PurposeView,
+    camera_id: int,
+    stream: PlaybackStream,
+    first: bytes,
+    chunks: Iterator[bytes],
+) -> AsyncIterator[bytes]:
     sent = len(first)
     reason = "finished"
     checked = time.monotonic()
@@ -204,10 +260,21 @@ async def _audited_playback(rt: Runtime, caller: Caller, purpose: PurposeView, c
             with contextlib.suppress(Exception):
                 await run_in_threadpool(chunks.close)  # type: ignore[attr-defined]
             await run_in_threadpool(
-                rt.audit.record, "video.playback.stop", caller.actor, Outcome.ALLOWED, object_type="camera",
-                object_id=camera_id, clauses=(purpose.clause,), purpose_session_id=purpose.id,
-                details={"range_from_ms": stream.first_ms, "range_to_ms": stream.last_ms, "bytes": sent,
-                         "reason": reason})
+                rt.audit.record,
+                "video.playback.stop",
+                caller.actor,
+                Outcome.ALLOWED,
+                object_type="camera",
+                object_id=camera_id,
+                clauses=(purpose.clause,),
+                purpose_session_id=purpose.id,
+                details={
+                    "range_from_ms": stream.first_ms,
+                    "range_to_ms": stream.last_ms,
+                    "bytes": sent,
+                    "reason": reason,
+                },
+            )
 
 
 # Live ------------------------------------------------------------------------------------------
@@ -259,16 +326,35 @@ async def live_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     hub = hub_of(websocket.app)
     started = time.monotonic()
-    sub = hub.subscribe(camera_id, stream, loop=asyncio.get_running_loop(),
-                        clear_until=lift.expires_at.timestamp() if lift and lift.expires_at else None)
+    sub = hub.subscribe(
+        camera_id,
+        stream,
+        loop=asyncio.get_running_loop(),
+        clear_until=lift.expires_at.timestamp() if lift and lift.expires_at else None,
+    )
     await run_in_threadpool(
-        rt.audit.record, "video.live.start", caller.actor, Outcome.ALLOWED, object_type="camera",
-        object_id=camera_id, clauses=(purpose.clause, "U4"), purpose_session_id=purpose.id,
-        details=details | {"masked": zones is not None} | _lift_details(lift))
+        rt.audit.record,
+        "video.live.start",
+        caller.actor,
+        Outcome.ALLOWED,
+        object_type="camera",
+        object_id=camera_id,
+        clauses=(purpose.clause, "U4"),
+        purpose_session_id=purpose.id,
+        details=details | {"masked": zones is not None} | _lift_details(lift),
+    )
     reason = "closed by the viewer"
     sent = 0
-    await websocket.send_text(json.dumps({"purpose": purpose.as_dict(), "camera_id": camera_id, "stream": stream,
-                                          "lift": lift.as_dict() if lift else None}))
+    await websocket.send_text(
+        json.dumps(
+            {
+                "purpose": purpose.as_dict(),
+                "camera_id": camera_id,
+                "stream": stream,
+                "lift": lift.as_dict() if lift else None,
+            }
+        )
+    )
     receiver = asyncio.ensure_future(websocket.receive())
     checked = time.monotonic()
     try:
@@ -299,8 +385,9 @@ async def live_socket(websocket: WebSocket) -> None:
                 decision = await run_in_threadpool(purposes.still_valid, rt, purpose.id, camera_id, caller.roles)
                 if not decision.allowed:
                     reason = decision.reason
-                    await websocket.send_text(json.dumps({"state": "session-ended", "reason": decision.reason,
-                                                          "clause": decision.clause}))
+                    await websocket.send_text(
+                        json.dumps({"state": "session-ended", "reason": decision.reason, "clause": decision.clause})
+                    )
                     break
                 if lift is not None and lift.expires_at is not None and utcnow() >= lift.expires_at:
                     await websocket.send_text(json.dumps({"lift": None}))
@@ -312,9 +399,16 @@ async def live_socket(websocket: WebSocket) -> None:
         hub.unsubscribe(sub)
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(
-                rt.audit.record, "video.live.stop", caller.actor, Outcome.ALLOWED, object_type="camera",
-                object_id=camera_id, clauses=(purpose.clause,), purpose_session_id=purpose.id,
-                details=details | {"seconds": round(time.monotonic() - started, 1), "bytes": sent, "reason": reason})
+                rt.audit.record,
+                "video.live.stop",
+                caller.actor,
+                Outcome.ALLOWED,
+                object_type="camera",
+                object_id=camera_id,
+                clauses=(purpose.clause,),
+                purpose_session_id=purpose.id,
+                details=details | {"seconds": round(time.monotonic() - started, 1), "bytes": sent, "reason": reason},
+            )
             with contextlib.suppress(Exception):
                 if websocket.application_state == WebSocketState.CONNECTED:
                     await websocket.close(code=1000)
@@ -335,10 +429,21 @@ def _need_purpose(request: Request) -> PurposeView:
 def _camera_list(rt: Runtime, current: PurposeView) -> list[dict[str, Any]]:
     from pscs.cameras.service import list_cameras
 
-    cams = [c for c in list_cameras(rt, include_disabled=False)
-            if current.designated_cameras is None or c.id in current.designated_cameras]
-    return [{"id": c.id, "name": c.name, "kind": c.kind, "street_address": c.street_address,
-             "has_sub": c.sub_url is not None} for c in cams]
+    cams = [
+        c
+        for c in list_cameras(rt, include_disabled=False)
+        if current.designated_cameras is None or c.id in current.designated_cameras
+    ]
+    return [
+        {
+            "id": c.id,
+            "name": c.name,
+            "kind": c.kind,
+            "street_address": c.street_address,
+            "has_sub": c.sub_url is not None,
+        }
+        for c in cams
+    ]
 
 
 @router.get("/console/live", include_in_schema=False)

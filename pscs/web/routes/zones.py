@@ -63,8 +63,11 @@ def camera_zones(request: Request, camera_id: int) -> dict[str, Any]:
 @zone_proposers
 def propose_zones(request: Request, camera_id: int, body: Proposal) -> dict[str, Any]:
     zones = [{"label": z.label, "points": [list(p) for p in z.points]} for z in body.zones]
-    return {"version": zone_service.propose_zones(runtime_of(request), caller_of(request), camera_id, zones,
-                                                  note=body.note, space=body.space)}
+    return {
+        "version": zone_service.propose_zones(
+            runtime_of(request), caller_of(request), camera_id, zones, note=body.note, space=body.space
+        )
+    }
 
 
 @router.get("/api/v1/zones/pending")
@@ -76,15 +79,21 @@ def pending_zones(request: Request) -> dict[str, Any]:
 @router.post("/api/v1/zones/{version_id}/approve")
 @zone_approvers
 def approve_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
-    return {"version": zone_service.decide_zones(runtime_of(request), caller_of(request), version_id,
-                                                 approve=True, note=body.note)}
+    return {
+        "version": zone_service.decide_zones(
+            runtime_of(request), caller_of(request), version_id, approve=True, note=body.note
+        )
+    }
 
 
 @router.post("/api/v1/zones/{version_id}/reject")
 @zone_approvers
 def reject_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
-    return {"version": zone_service.decide_zones(runtime_of(request), caller_of(request), version_id,
-                                                 approve=False, note=body.note)}
+    return {
+        "version": zone_service.decide_zones(
+            runtime_of(request), caller_of(request), version_id, approve=False, note=body.note
+        )
+    }
 
 
 @router.get("/api/v1/mask-lifts")
@@ -96,24 +105,31 @@ def list_lifts(request: Request) -> dict[str, Any]:
 @router.post("/api/v1/cameras/{camera_id}/mask-lifts", status_code=201)
 @lift_roles
 def request_lift(request: Request, camera_id: int, body: LiftRequest) -> dict[str, Any]:
-    lift = zone_service.request_lift(runtime_of(request), caller_of(request), camera_id,
-                                     warrant_reference=body.warrant_reference, reason=body.reason,
-                                     minutes=body.minutes)
+    lift = zone_service.request_lift(
+        runtime_of(request),
+        caller_of(request),
+        camera_id,
+        warrant_reference=body.warrant_reference,
+        reason=body.reason,
+        minutes=body.minutes,
+    )
     return {"mask_lift": lift.as_dict()}
 
 
 @router.post("/api/v1/mask-lifts/{lift_id}/approve")
 @lift_roles
 def approve_lift(request: Request, lift_id: int) -> dict[str, Any]:
-    return {"mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id,
-                                                  approve=True).as_dict()}
+    return {
+        "mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id, approve=True).as_dict()
+    }
 
 
 @router.post("/api/v1/mask-lifts/{lift_id}/reject")
 @lift_roles
 def reject_lift(request: Request, lift_id: int) -> dict[str, Any]:
-    return {"mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id,
-                                                  approve=False).as_dict()}
+    return {
+        "mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id, approve=False).as_dict()
+    }
 
 
 @router.post("/api/v1/mask-lifts/{lift_id}/end")
@@ -130,9 +146,15 @@ def zones_index(request: Request) -> Response:
 
     rt = runtime_of(request)
     in_force = {v["camera_id"]: v for v in zone_service.list_versions(rt, status="approved")}
-    return pages.render(request, "zones.html", {
-        "cameras": list_cameras(rt), "in_force": in_force,
-        "pending": zone_service.list_versions(rt, status="proposed")})
+    return pages.render(
+        request,
+        "zones.html",
+        {
+            "cameras": list_cameras(rt),
+            "in_force": in_force,
+            "pending": zone_service.list_versions(rt, status="proposed"),
+        },
+    )
 
 
 @router.get("/console/zones/{camera_id}", include_in_schema=False)
@@ -148,12 +170,18 @@ def zone_editor(request: Request, camera_id: int) -> Response:
     versions = zone_service.list_versions(rt, camera_id)
     user = request.state.user
     can_snapshot = bool(purposes.current_session(rt, user.session_id))
-    return pages.render(request, "zones_editor.html", {
-        "camera": camera, "versions": versions,
-        "in_force": next((v for v in versions if v["status"] == "approved"), None),
-        "can_snapshot": can_snapshot,
-        "may_propose": bool(user.roles & set(rt.profile.approvals.privacy_zone_propose)),
-        "may_approve": bool(user.roles & set(rt.profile.approvals.privacy_zone_approve))})
+    return pages.render(
+        request,
+        "zones_editor.html",
+        {
+            "camera": camera,
+            "versions": versions,
+            "in_force": next((v for v in versions if v["status"] == "approved"), None),
+            "can_snapshot": can_snapshot,
+            "may_propose": bool(user.roles & set(rt.profile.approvals.privacy_zone_propose)),
+            "may_approve": bool(user.roles & set(rt.profile.approvals.privacy_zone_approve)),
+        },
+    )
 
 
 @router.get("/console/mask-lifts", include_in_schema=False)
@@ -163,8 +191,14 @@ def lifts_page(request: Request) -> Response:
 
     rt = runtime_of(request)
     user = request.state.user
-    return pages.render(request, "console_mask_lifts.html", {
-        "lifts": [lift.as_dict() for lift in zone_service.list_lifts(rt)], "cameras": list_cameras(rt),
-        "max_minutes": rt.profile.mask_lift_max_minutes,
-        "may_request": bool(user.roles & set(rt.profile.approvals.mask_lift_request)),
-        "may_approve": bool(user.roles & set(rt.profile.approvals.mask_lift_approve))})
+    return pages.render(
+        request,
+        "console_mask_lifts.html",
+        {
+            "lifts": [lift.as_dict() for lift in zone_service.list_lifts(rt)],
+            "cameras": list_cameras(rt),
+            "max_minutes": rt.profile.mask_lift_max_minutes,
+            "may_request": bool(user.roles & set(rt.profile.approvals.mask_lift_request)),
+            "may_approve": bool(user.roles & set(rt.profile.approvals.mask_lift_approve)),
+        },
+    )
