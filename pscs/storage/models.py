@@ -39,6 +39,22 @@ class Segment(Base):
     )
 
 
+class RecordedRange(Base):
+    """A stretch of one camera's stream covered by indexed segments, no hole in it longer than
+    the merge tolerance: the playback timeline's summary of the index, kept in step with it
+    in the same transactions (:mod:`pscs.storage.ranges`)."""
+
+    __tablename__ = "recorded_ranges"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    stream: Mapped[str] = mapped_column(String(10))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_recorded_ranges_camera_end", "camera_id", "stream", "end_ms"),)
+
+
 class RecordingGap(Base):
     """Time with no recording, said out loud: the camera was offline, the recorder was not
     running, a file was lost, the disk was full."""

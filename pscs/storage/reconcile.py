@@ -32,6 +32,7 @@ from pscs.storage.deletion import finish_pending_deletes
 from pscs.storage.layout import SegmentPath, parse_relpath
 from pscs.storage.models import PendingDelete, RecordingGap, Segment
 from pscs.storage.mp4 import complete_fragments_length, summarize
+from pscs.storage.ranges import Span, forget_segments, note_segment
 from pscs.storage.segments import file_sha256, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ def _index_file(rt: Runtime, path: Path, parsed: SegmentPath) -> bool:
                 created_at=utcnow(),
             )
         )
+        note_segment(s, parsed.camera_id, parsed.stream, parsed.start_ms, parsed.start_ms + summary.duration_ms)
     log.warning("reconcile: indexed un-indexed segment %s (%d ms)", parsed.relpath, summary.duration_ms)
     return True
 
@@ -205,6 +207,7 @@ def _forget_missing(rt: Runtime, rows: list) -> None:  # noqa: ANN001 - result r
                 )
             )
             s.query(Segment).filter(Segment.id == row.id).delete()
+        forget_segments(s, (Span(r.camera_id, r.stream, r.start_ms, r.end_ms) for r in rows))
 
 
 QUARANTINE = ".quarantine"

@@ -28,6 +28,7 @@ from pscs.db.base import utcnow
 from pscs.db.engine import Database
 from pscs.storage.layout import PARTIAL_SUFFIX, segment_relpath
 from pscs.storage.models import RecordingGap, Segment
+from pscs.storage.ranges import note_segment
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class SegmentStore:
         )
         with self.db.write() as s:
             s.add(row)
+            note_segment(s, row.camera_id, row.stream, row.start_ms, row.end_ms)
         return row
 
     def discard(self, seg: SegmentFile) -> None:

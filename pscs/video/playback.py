@@ -22,12 +22,12 @@ from sqlalchemy import select
 
 from pscs.runtime import Runtime
 from pscs.storage.models import RecordingGap, Segment
+from pscs.storage.ranges import MERGE_TOLERANCE_MS, ranges_between
 from pscs.video.fmp4 import TIMESCALE, Fmp4Stream, Sample
 from pscs.video.h264 import NAL_IDR, nal_type, parameter_sets_from_extradata, split_avcc, split_nals
 from pscs.video.masking import EncoderSettings, H264Decoder, MaskingTranscoder, encode_png, mask_frame
 from pscs.video.zones import ZoneSet
 
-MERGE_TOLERANCE_MS = 1500  # segments closer than this are one recorded range
 MAX_FRAGMENT_SAMPLES = 15
 
 
@@ -59,23 +59,8 @@ def timeline(rt: Runtime, camera_id: int, start_ms: int, end_ms: int) -> dict[st
     """Recorded ranges, explicit gaps and holds of one camera between two instants."""
     from pscs.storage.protection import protected_ranges
 
-    ranges: list[list[int]] = []
     with rt.db.session() as s:
-        rows = s.execute(
-            select(Segment.start_ms, Segment.end_ms)
-            .where(
-                Segment.camera_id == camera_id,
-                Segment.stream == "main",
-                Segment.end_ms > start_ms,
-                Segment.start_ms < end_ms,
-            )
-            .order_by(Segment.start_ms)
-        ).all()
-        for seg_start, seg_end in rows:
-            if ranges and seg_start - ranges[-1][1] <= MERGE_TOLERANCE_MS:
-                ranges[-1][1] = max(ranges[-1][1], seg_end)
-            else:
-                ranges.append([seg_start, seg_end])
+        ranges = ranges_between(s, camera_id, "main", start_ms, end_ms)
         gaps = [
             {"start_ms": g.start_ms, "end_ms": g.end_ms, "reason": g.reason}
             for g in s.scalars(
