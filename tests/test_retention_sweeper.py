@@ -486,11 +486,18 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "unlink":
-        real = os.unlink
-        def unlink(path, *a, **k):
-            real(path, *a, **k)
-            die()
-        deletion.os.unlink = unlink
+        # A sweep unlinks in a child process of its own: watch the files go from outside and
+        # kill the whole process group (this process and that child) once `after` are gone.
+        import threading, time
+        root = Settings(data_dir=sys.argv[1]).recordings_path
+        def files():
+            return sum(len(names) for _, _, names in os.walk(root))
+        total = files()
+        def watch():
+            while total - files() < after:
+                time.sleep(0.0002)
+            os.killpg(0, signal.SIGKILL)
+        threading.Thread(target=watch, daemon=True).start()
     elif point == "forget":  # files gone, index rows not yet removed (inside that transaction)
         real_record = deletion.record_disposals
         def record(*a, **k):
@@ -542,6 +549,7 @@ def test_S1_kill_9_during_a_sweep_leaves_a_state_the_next_sweep_finishes(
         capture_output=True,
         text=True,
         timeout=120,
+        start_new_session=True,  # its own process group, which the "unlink" point kills
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     # Whatever the kill left, the index never names a missing file ...

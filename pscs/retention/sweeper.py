@@ -33,7 +33,7 @@ from pscs.policy import decisions
 from pscs.retention.holds import review_holds
 from pscs.retention.models import RetentionSweep
 from pscs.runtime import Runtime
-from pscs.storage.deletion import delete_segments, finish_pending_deletes
+from pscs.storage.deletion import delete_segments, finish_pending_deletes, unlinking_in_a_process
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import protected_segment_ids
 
@@ -124,7 +124,8 @@ class RetentionSweeper:
             report.sweep_id = sweep.id
         try:
             report.resumed = self._finish_interrupted()
-            self._sweep(cutoff, report, progress)
+            with unlinking_in_a_process():
+                self._sweep(cutoff, report, progress)
         except BaseException as exc:
             self._finish_record(report, "failed", f"{type(exc).__name__}: {exc}")
             self.rt.audit.record(

@@ -24,10 +24,15 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +45,7 @@ from pscs.retention.disposal import record_disposals
 from pscs.runtime import Runtime
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import protected_segment_ids
+from pscs.storage.ranges import Span, forget_segments
 from pscs.storage.segments import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -90,10 +96,15 @@ def delete_segments(
             result.deleted.extend(_carry_out(rt, root, _claim(rt, actor, batch, reason, result), result.protected))
         return _finish(rt, actor, reason, clauses, result)
     # A pipeline one batch deep: while one batch's files are unlinked (step 3, on a worker
-    # thread: the kernel's time), the next batch is decided (steps 1-2) and the previous one
-    # forgotten (step 4) — the database's time.  Each batch still goes through the steps in
-    # order, so a crash leaves exactly what the sequential path would.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pscs-unlink") as unlinker:
+    # thread or process: the kernel's time), the next batch is decided (steps 1-2) and the
+    # previous one forgotten (step 4) — the database's time.  Each batch still goes through
+    # the steps in order, so a crash leaves exactly what the sequential path would.
+    process = _UNLINK_PROCESS.get()
+    with (
+        nullcontext(process.executor())
+        if process is not None
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="pscs-unlink")
+    ) as unlinker:
         in_flight: tuple[Future[list[_Claim]], set[str]] | None = None
         for batch in batches:
             claims = _recheck(rt, root, _claim(rt, actor, batch, reason, result), result.protected)
@@ -104,6 +115,57 @@ def delete_segments(
         if in_flight is not None:
             result.deleted.extend(_forget(rt, root, in_flight[0].result(), in_flight[1]))
     return _finish(rt, actor, reason, clauses, result)
+
+
+class _UnlinkProcess:
+    """A child process for step 3, started on first use.  In a thread of this process every
+    unlink would wait for the GIL while the index work holds it (up to a switch interval,
+    5 ms, per file); a process of its own unlinks back to back, as ``find -delete`` does."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def executor(self) -> Executor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In the unlink process: end when the process that started it is gone (``kill -9``),
+    rather than linger; whatever it had claimed is finished by reconcile or the next sweep."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="pscs-unlink-parent-watch", daemon=True).start()
+
+
+_UNLINK_PROCESS: ContextVar[_UnlinkProcess | None] = ContextVar("pscs_unlink_process", default=None)
+
+
+@contextmanager
+def unlinking_in_a_process() -> Iterator[None]:
+    """Around long work of many ``delete_segments`` calls (a retention sweep): their unlinks
+    run in one child process, started when a call first has more than one batch."""
+    process = _UnlinkProcess()
+    token = _UNLINK_PROCESS.set(process)
+    try:
+        yield
+    finally:
+        _UNLINK_PROCESS.reset(token)
+        process.close()
 
 
 def _finish(rt: Runtime, actor: Actor, reason: str, clauses: Sequence[str], result: DeletionResult) -> DeletionResult:
@@ -164,8 +226,8 @@ def _sql(rt: Runtime, statement: str) -> TextClause:
 
 
 _STATEMENTS: dict[tuple[bool, str], TextClause] = {}
-_SIZES = "SELECT id, bytes FROM segments WHERE {ids:id}"
-_SIZES_FOR_UPDATE = "SELECT id, bytes FROM segments WHERE {ids:id} FOR UPDATE"
+_PRESENT = "SELECT id, bytes, stream FROM segments WHERE {ids:id}"
+_PRESENT_FOR_UPDATE = "SELECT id, bytes, stream FROM segments WHERE {ids:id} FOR UPDATE"
 
 
 def _ids(rt: Runtime, ids: Iterable[int]) -> str | list[int]:
@@ -284,23 +346,26 @@ def _forget(rt: Runtime, root: Path, done: list[_Claim], folders: set[str]) -> l
     finished: list[DeletedSegment] = []
     if done:
         ids = {"ids": _ids(rt, (p.segment_id for p in done))}
-        select_sizes = _SIZES if rt.db.is_sqlite else _SIZES_FOR_UPDATE
+        select_present = _PRESENT if rt.db.is_sqlite else _PRESENT_FOR_UPDATE
         with rt.db.write() as s:
-            sizes = dict(s.execute(_sql(rt, select_sizes), ids).all())
+            present = {r.id: r for r in s.execute(_sql(rt, select_present), ids)}
             s.execute(_sql(rt, "DELETE FROM segments WHERE {ids:id}"), ids)
             s.execute(_sql(rt, "DELETE FROM pending_deletes WHERE {ids:segment_id}"), ids)
+            removed = [p for p in done if p.segment_id in present]
             finished = [
-                DeletedSegment(p.segment_id, p.camera_id, p.start_ms, p.end_ms, p.path, p.sha256, sizes[p.segment_id])
-                for p in done
-                if p.segment_id in sizes
+                DeletedSegment(
+                    p.segment_id, p.camera_id, p.start_ms, p.end_ms, p.path, p.sha256, present[p.segment_id].bytes
+                )
+                for p in removed
             ]
             record_disposals(
                 s,
                 (
-                    (d.camera_id, d.start_ms, d.end_ms, d.bytes, p.reason, p.requested_by)
-                    for d, p in zip(finished, (p for p in done if p.segment_id in sizes), strict=True)
+                    (p.camera_id, p.start_ms, p.end_ms, present[p.segment_id].bytes, p.reason, p.requested_by)
+                    for p in removed
                 ),
             )
+            forget_segments(s, (Span(p.camera_id, present[p.segment_id].stream, p.start_ms, p.end_ms) for p in removed))
 
     for folder in folders:
         _remove_empty_buckets(root / folder)
