@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, func, select
 
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
@@ -77,6 +77,8 @@ class RecorderSupervisor:
         self._offline_since: dict[int, int] = {}  # camera id -> wall ms it was last seen going offline
         self._alerted: set[int] = set()
         self._names: dict[int, str] = {}
+        self._cameras_seen: tuple[Any, ...] | None = None  # (count, last change) of the cameras table
+        self._health_rows: set[int] = set()  # camera ids that have a camera_health row
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -168,6 +170,11 @@ class RecorderSupervisor:
             handle.conn.send(message)
 
     def _refresh_cameras(self) -> None:
+        with self.rt.db.session() as s:
+            seen = tuple(s.execute(select(func.count(Camera.id), func.max(Camera.updated_at))).one())
+        if seen == self._cameras_seen:
+            return  # nothing added, changed or removed since the last look
+        self._cameras_seen = seen
         sources = recording_sources(self.rt.db, self.rt.secrets)
         for handle in self._workers:
             handle.cameras = [s for s in sources if s.camera_id % self.worker_count == handle.index]
@@ -281,16 +288,26 @@ class RecorderSupervisor:
             values = {k: v for k, v in snapshot.items() if k in columns}
             values.setdefault("state_since_ms", wall_ms())
             rows.append(values | {"updated_at": now})
-        # Two executemany statements, not one ORM merge per camera: with hundreds of cameras
-        # this runs every couple of seconds.
-        with self.rt.db.write() as s:
-            existing = set(s.scalars(select(CameraHealth.camera_id)))
-            updates = [r for r in rows if r["camera_id"] in existing]
-            inserts = [r for r in rows if r["camera_id"] not in existing]
-            if updates:
-                s.execute(update(CameraHealth), updates)
-            if inserts:
-                s.execute(insert(CameraHealth), inserts)
+        # At most two executemany statements, not one ORM merge per camera: with hundreds of
+        # cameras this runs every couple of seconds.
+        table = CameraHealth.__table__
+        try:
+            with self.rt.db.write_connection() as conn:
+                if not self._health_rows:
+                    self._health_rows = set(conn.scalars(select(table.c.camera_id)))
+                updates = [r | {"row_id": r["camera_id"]} for r in rows if r["camera_id"] in self._health_rows]
+                inserts = [r for r in rows if r["camera_id"] not in self._health_rows]
+                for group in _same_keys(updates):
+                    result = conn.execute(table.update().where(table.c.camera_id == bindparam("row_id")), group)
+                    if result.rowcount != len(group):
+                        self._health_rows = set()  # a row went missing: look again next time
+                for group in _same_keys(inserts):
+                    conn.execute(table.insert(), group)
+        except Exception:
+            self._health_rows = set()  # unknown after a failure: read again next time
+            raise
+        if self._health_rows:
+            self._health_rows.update(r["camera_id"] for r in inserts)
 
     def _check_offline_alerts(self) -> None:
         now = wall_ms()
@@ -351,3 +368,11 @@ class RecorderSupervisor:
                 self._send(handle, ("pause_writes", False))
             clear_alert(self.rt, "storage_full", actor=ACTOR)
         return result.ok
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their set of keys: one executemany needs the same columns in every row."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
