@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +113,22 @@ def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], i
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode()
         if "Ctrl-C" in line:
+            # Keep reading what it logs, or a full pipe would block it (and its exit).
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, port
         if proc.poll() is not None:
             raise RuntimeError("simulator exited: " + line)
     raise RuntimeError("simulator did not start")
+
+
+def stop_simulator(sim: subprocess.Popen[bytes]) -> None:
+    sim.send_signal(signal.SIGINT)
+    try:
+        sim.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print("  warning: the simulator did not stop on SIGINT within 30 s; killed", file=sys.stderr)
+        sim.kill()
+        sim.wait()
 
 
 def urls(port: int, n: int) -> list[str]:
@@ -232,8 +245,7 @@ def main() -> None:
                 ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}", args.warmup, args.seconds)
                 ours = run_pscs(camera_urls, tmp, args.workers, args.warmup, args.seconds)
             finally:
-                sim.send_signal(signal.SIGINT)
-                sim.wait(timeout=30)
+                stop_simulator(sim)
             loss = 100 * (1 - (ours.frames or 0) / max(ours.expected_frames or 1, 1))
             cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
             mem_ratio = ours.rss / max(ffmpeg.rss, 1)
