@@ -108,7 +108,7 @@ def delete_segments(
         in_flight: tuple[Future[list[_Claim]], set[str]] | None = None
         for batch in batches:
             claims = _recheck(rt, root, _claim(rt, actor, batch, reason, result), result.protected)
-            submitted = (unlinker.submit(_unlink, root, claims), {os.path.dirname(c.path) for c in claims})
+            submitted = (unlinker.submit(_unlink, root, claims), _folders(claims))
             if in_flight is not None:
                 result.deleted.extend(_forget(rt, root, in_flight[0].result(), in_flight[1]))
             in_flight = submitted
@@ -246,7 +246,7 @@ def _claim(rt: Runtime, actor: Actor, ids: list[int], reason: str, result: Delet
             for r in s.execute(
                 _sql(rt, "SELECT id, camera_id, start_ms, end_ms, path, sha256 FROM segments WHERE {ids:id}"),
                 {"ids": _ids(rt, ids)},
-            )
+            ).all()
         }
         already = set(
             s.scalars(_sql(rt, "SELECT segment_id FROM pending_deletes WHERE {ids:segment_id}"), {"ids": _ids(rt, ids)})
@@ -279,7 +279,7 @@ def _claim(rt: Runtime, actor: Actor, ids: list[int], reason: str, result: Delet
 def _carry_out(rt: Runtime, root: Path, pending: list[_Claim], result_protected: list[int]) -> list[DeletedSegment]:
     """Steps 2-5 for decided deletions, in order; shared with reconcile.  Returns those finished."""
     claims = _recheck(rt, root, pending, result_protected)
-    return _forget(rt, root, _unlink(root, claims), {os.path.dirname(c.path) for c in claims})
+    return _forget(rt, root, _unlink(root, claims), _folders(claims))
 
 
 def _recheck(rt: Runtime, root: Path, pending: list[_Claim], result_protected: list[int]) -> list[_Claim]:
@@ -300,6 +300,10 @@ def _recheck(rt: Runtime, root: Path, pending: list[_Claim], result_protected: l
     return [p for p in pending if p.segment_id not in cancelled]
 
 
+def _folders(claims: list[_Claim]) -> set[str]:
+    return {c.path.rpartition("/")[0] for c in claims}
+
+
 def _unlink(root: Path, claims: list[_Claim]) -> list[_Claim]:
     """Step 3: unlink relative to the time-bucket folder (as find -delete does), verify with
     one listing per folder, fsync the folder.  Returns the claims whose file is gone.
@@ -307,7 +311,7 @@ def _unlink(root: Path, claims: list[_Claim]) -> list[_Claim]:
     base = str(root)
     by_folder: dict[str, list[_Claim]] = {}
     for p in claims:
-        by_folder.setdefault(os.path.dirname(p.path), []).append(p)
+        by_folder.setdefault(p.path.rpartition("/")[0], []).append(p)
     done: list[_Claim] = []
     for folder, in_folder in by_folder.items():
         try:
@@ -348,7 +352,7 @@ def _forget(rt: Runtime, root: Path, done: list[_Claim], folders: set[str]) -> l
         ids = {"ids": _ids(rt, (p.segment_id for p in done))}
         select_present = _PRESENT if rt.db.is_sqlite else _PRESENT_FOR_UPDATE
         with rt.db.write() as s:
-            present = {r.id: r for r in s.execute(_sql(rt, select_present), ids)}
+            present = {r.id: r for r in s.execute(_sql(rt, select_present), ids).all()}
             s.execute(_sql(rt, "DELETE FROM segments WHERE {ids:id}"), ids)
             s.execute(_sql(rt, "DELETE FROM pending_deletes WHERE {ids:segment_id}"), ids)
             removed = [p for p in done if p.segment_id in present]
