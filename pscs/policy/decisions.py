@@ -221,7 +221,6 @@ def may_approve_mask_lift(
 DAY_MS = 86_400_000
 # Who may place, change and release holds (besides the provisional ones a storage request
 # places).  Not yet a profile entry; see docs/design/retention.md.
-HOLD_ROLES = frozenset({"investigator", "supervisor", "records_commander"})
 HOLD_REVIEW_REMINDER_DAYS = 14
 
 
@@ -264,20 +263,24 @@ def valid_hold(
     return Decision.allow("S1")
 
 
-def may_place_hold(user_roles: frozenset[str]) -> Decision:
-    if user_roles & HOLD_ROLES:
+def may_place_hold(user_roles: frozenset[str], profile: PolicyProfile) -> Decision:
+    if user_roles & frozenset(profile.approvals.hold_place):
         return Decision.allow("S1")
-    return Decision.deny("S1", "placing a hold needs the role: " + ", ".join(sorted(HOLD_ROLES)))
+    return Decision.deny("S1", "placing a hold needs the role: " + ", ".join(profile.approvals.hold_place))
 
 
-def may_manage_hold(username: str, user_roles: frozenset[str], owner: str, provisional: bool) -> Decision:
-    """S1: the owner or the records commander changes, re-affirms or releases a hold; a
-    storage request's provisional hold ends only with the request (S2)."""
+def may_manage_hold(
+    username: str, user_roles: frozenset[str], owner: str, provisional: bool, profile: PolicyProfile
+) -> Decision:
+    """S1: the owner or a hold manager (the records commander) changes, re-affirms or
+    releases a hold; a storage request's provisional hold ends only with the request (S2)."""
     if provisional:
         return Decision.deny("S2", "this hold belongs to a storage request; it ends when the request is decided")
-    if username == owner or "records_commander" in user_roles:
+    if username == owner or user_roles & frozenset(profile.approvals.hold_manage):
         return Decision.allow("S1")
-    return Decision.deny("S1", "only the hold's owner or the records commander may change it")
+    return Decision.deny(
+        "S1", "only the hold's owner or the role " + ", ".join(profile.approvals.hold_manage) + " may change it"
+    )
 
 
 class HoldReview(StrEnum):

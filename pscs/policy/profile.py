@@ -65,6 +65,8 @@ class Approvals(_Strict):
     mask_lift_request: list[Role]
     mask_lift_approve: list[Role]
     location_designation: list[Role]
+    hold_place: list[Role]
+    hold_manage: list[Role]
 
 
 class PolicyProfile(_Strict):

@@ -189,7 +189,7 @@ def place_hold(
     now: datetime | None = None,
 ) -> HoldView:
     now = now or utcnow()
-    decision = decisions.may_place_hold(roles_of(rt, actor))
+    decision = decisions.may_place_hold(roles_of(rt, actor), rt.profile)
     if not decision.allowed:
         _denied(rt, actor, "hold.create", None, decision)
     with rt.db.write() as s:
@@ -269,7 +269,9 @@ def list_holds(
 
 def _managed(rt: Runtime, actor: Actor, s: Session, hold_id: int, action: str) -> Hold:
     hold = _load(s, hold_id)
-    decision = decisions.may_manage_hold(actor.username, roles_of(rt, actor), hold.owner_username, hold.provisional)
+    decision = decisions.may_manage_hold(
+        actor.username, roles_of(rt, actor), hold.owner_username, hold.provisional, rt.profile
+    )
     if not decision.allowed:
         s.rollback()
         _denied(rt, actor, action, hold_id, decision)
@@ -305,7 +307,7 @@ def change_hold(
             user = s.scalar(select(User).where(User.username == owner))
             if user is None or user.disabled:
                 raise InvalidInput(f"no active user {owner!r} to own the hold")
-            if not decisions.may_place_hold(frozenset(user.role_names)).allowed:
+            if not decisions.may_place_hold(frozenset(user.role_names), rt.profile).allowed:
                 raise InvalidInput(f"{owner} has no role that may hold footage")
             hold.owner_username, hold.owner_id = user.username, user.id
         hold.reference, hold.start_ms, hold.end_ms = new_ref.strip(), new_start, new_end
