@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from pscs.errors import Conflict
 from pscs.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class PeriodicTask:
         while not self._stop.wait(self.every_seconds):
             try:
                 self.work()
+            except Conflict as exc:  # e.g. a sweep started from the CLI is still running
+                log.info("%s skipped this round: %s", self.name, exc)
             except Exception:  # a failed round is logged and retried next round
                 log.exception("%s failed", self.name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,11 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from pscs.audit.events import Actor
 from pscs.auth.models import User
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
+from pscs.errors import Conflict
 from pscs.evidence.models import EvidenceFile
 from pscs.policy.decisions import epoch_ms
 from pscs.requests import service as requests
@@ -578,6 +581,60 @@ def test_S1_kill_9_during_a_sweep_leaves_a_state_the_next_sweep_finishes(
     assert hold.status == "active"
 
 
+# One round at a time -------------------------------------------------------------------------------
+def running_round(rt: Runtime, holder: str, heartbeat_at: datetime) -> int:
+    with rt.db.write() as s:
+        row = RetentionSweep(
+            cutoff_ms=0, status="running", actor="cli", holder=holder, heartbeat_at=heartbeat_at, started_at=utcnow()
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def round_status(rt: Runtime, round_id: int) -> str:
+    with rt.db.session() as s:
+        return s.get(RetentionSweep, round_id).status
+
+
+def test_S1_one_round_at_a_time_while_its_process_lives(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    [cam] = add_cameras(rt, 1)
+    add_segments(rt, cam, [T0_MS])
+    other = subprocess.Popen(["sleep", "60"])  # stands for a `pscs retention run` in progress
+    try:
+        busy = running_round(rt, f"{socket.gethostname()}:{other.pid}", utcnow())
+        with pytest.raises(Conflict, match=f"retention round {busy} is still running"):
+            RetentionSweeper(rt, clock=clock(T0 + timedelta(days=40))).run_once()
+        assert len(segments(rt)) == 1  # nothing touched
+        assert round_status(rt, busy) == "running"
+    finally:
+        other.kill()
+        other.wait()
+    report = RetentionSweeper(rt, clock=clock(T0 + timedelta(days=40))).run_once()
+    assert report.deleted == 1
+    assert round_status(rt, busy) == "interrupted"  # its process is gone
+    assert round_status(rt, report.sweep_id) == "finished"
+
+
+def test_S1_a_round_on_another_machine_is_judged_by_its_heartbeat(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    alive = running_round(rt, "recorder-2.example:4242", utcnow() - timedelta(minutes=1))
+    with pytest.raises(Conflict):
+        RetentionSweeper(rt, clock=clock(T0)).run_once()
+    with rt.db.write() as s:
+        s.get(RetentionSweep, alive).heartbeat_at = utcnow() - timedelta(minutes=16)
+    report = RetentionSweeper(rt, clock=clock(T0)).run_once()
+    assert round_status(rt, alive) == "interrupted"
+    assert round_status(rt, report.sweep_id) == "finished"
+
+
+def test_S1_the_database_admits_one_running_round(runtime: Runtime) -> None:
+    running_round(runtime, "a:1", utcnow())
+    with pytest.raises(IntegrityError):
+        running_round(runtime, "b:2", utcnow())
+
+
 def test_S1_pure_rules() -> None:
     from datetime import date
 
@@ -597,5 +654,14 @@ def test_S1_pure_rules() -> None:
     assert decisions.hold_review(due, due - timedelta(days=3)) is decisions.HoldReview.DUE_SOON
     assert decisions.hold_review(due, due) is decisions.HoldReview.LAPSED
     assert decisions.foi_response_due(date(2026, 3, 6)) == date(2026, 3, 12)  # Friday -> Thursday
-    assert decisions.may_manage_hold("ann", frozenset({"investigator"}), "bob", False).clause == "S1"
-    assert decisions.may_manage_hold("bob", frozenset({"records_commander"}), "bob", True).clause == "S2"
+    assert not decisions.may_manage_hold("ann", frozenset({"investigator"}), "bob", False, profile).allowed
+    assert decisions.may_manage_hold("ann", frozenset({"investigator"}), "ann", False, profile).allowed
+    assert decisions.may_manage_hold("ann", frozenset({"records_commander"}), "bob", False, profile).allowed
+    assert decisions.may_manage_hold("bob", frozenset({"records_commander"}), "bob", True, profile).clause == "S2"
+    assert decisions.may_place_hold(frozenset({"investigator"}), profile).allowed
+    assert not decisions.may_place_hold(frozenset({"operator", "admin"}), profile).allowed
+    # The roles come from the profile: a department that lets operators hold footage says so there.
+    operators_too = profile.model_copy(
+        update={"approvals": profile.approvals.model_copy(update={"hold_place": ["operator"]})}
+    )
+    assert decisions.may_place_hold(frozenset({"operator"}), operators_too).allowed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pscs.db.base import Base, UTCDateTime, utcnow
@@ -129,7 +129,7 @@ class RetentionSweep(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cutoff_ms: Mapped[int] = mapped_column(BigInteger)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running | finished | failed
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | finished | failed | interrupted
     actor: Mapped[str] = mapped_column(String(200))
     deleted: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -137,3 +137,16 @@ class RetentionSweep(Base):
     resumed: Mapped[int] = mapped_column(BigInteger, default=0)  # deletions an interrupted run left
     holds_lapsed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
+    holder: Mapped[str | None] = mapped_column(String(200))  # "host:pid" of the process running it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # renewed after every page
+
+    # One round at a time, whoever starts it (the service's schedule or `pscs retention run`).
+    __table_args__ = (
+        Index(
+            "uq_retention_sweeps_one_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )

@@ -3,32 +3,40 @@ pending storage request or FOI request protects is destroyed — through the sin
 crash-safe deletion path (:mod:`pscs.storage.deletion`), which verifies that each file is
 gone and writes the disposal record in the transaction that forgets it.
 
-One round (:meth:`RetentionSweeper.run_once`):
+One round (:meth:`RetentionSweeper.run_once`), one at a time:
 
-1. review holds: lapse the overdue ones (with notice), remind owners of those due soon;
-2. finish deletions an interrupted round left behind (``PendingDelete`` rows);
-3. for each camera, walk its expired segments oldest first in keyset pages (a page is a
+1. record the round as ``running`` in ``retention_sweeps`` (a unique index admits one; a
+   round whose process is gone is closed as ``interrupted``; while another round is alive,
+   refuse with a clear message);
+2. review holds: lapse the overdue ones (with notice), remind owners of those due soon;
+3. finish deletions an interrupted round left behind (``PendingDelete`` rows);
+4. for each camera, walk its expired segments oldest first in keyset pages (a page is a
    run of consecutive time-bucket folders), and hand each page to the deletion path;
-   protected segments are refused there and stepped over here;
-4. record the round (``retention_sweeps``) and audit one ``retention.sweep`` event.
+   protected segments are refused there and stepped over here; after each page, renew
+   the round's heartbeat and counts;
+5. close the round's record and audit one ``retention.sweep`` event.
 
 A ``kill -9`` at any point leaves either untouched segments, ``PendingDelete`` rows
-(finished by step 2 of the next round, or by reconcile), or a round marked ``running``
-(closed as ``interrupted`` by the next round).
+(finished by step 3 of the next round, or by reconcile), or a round marked ``running``
+(closed as ``interrupted`` by the next round, once its process is gone).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
+from pscs.errors import Conflict
 from pscs.policy import decisions
 from pscs.retention.holds import review_holds
 from pscs.retention.models import RetentionSweep
@@ -38,6 +46,8 @@ from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import protected_segment_ids
 
 log = logging.getLogger(__name__)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+STALE_AFTER = timedelta(minutes=15)  # a round renews its heartbeat after every page (seconds)
 Progress = Callable[[int, int], None]  # (segments handled so far, segments expected)
 
 
@@ -106,23 +116,10 @@ class RetentionSweeper:
         cutoff = decisions.retention_cutoff_ms(now, self.rt.profile)
         if dry_run:
             return self._dry_run(cutoff, progress)
-        report = SweepReport(None, cutoff, False)
-        self._close_interrupted()
-        review = review_holds(self.rt, now=now, actor=self.actor)
-        report.holds_lapsed, report.reminders = review.lapsed, review.reminded
-        with self.rt.db.write() as s:
-            sweep = RetentionSweep(
-                started_at=utcnow(),
-                cutoff_ms=cutoff,
-                dry_run=False,
-                status="running",
-                actor=self.actor.username,
-                holds_lapsed=len(review.lapsed),
-            )
-            s.add(sweep)
-            s.flush()
-            report.sweep_id = sweep.id
+        report = SweepReport(self._start_round(cutoff), cutoff, False)
         try:
+            review = review_holds(self.rt, now=now, actor=self.actor)
+            report.holds_lapsed, report.reminders = review.lapsed, review.reminded
             report.resumed = self._finish_interrupted()
             with unlinking_in_a_process():
                 self._sweep(cutoff, report, progress)
@@ -172,12 +169,42 @@ class RetentionSweeper:
             },
         }
 
-    def _close_interrupted(self) -> None:
+    def _start_round(self, cutoff: int) -> int:
+        """Record this round as the one running; a round left running by a process that is
+        gone is marked ``interrupted`` first.  Raises Conflict while another round runs."""
+        try:
+            with self.rt.db.write() as s:
+                running = s.scalar(select(RetentionSweep).where(RetentionSweep.status == "running"))
+                if running is not None:
+                    if _still_running(running, utcnow()):
+                        raise Conflict(
+                            f"retention round {running.id} is still running (started "
+                            f"{running.started_at:%Y-%m-%d %H:%M:%S} UTC by {running.actor} on {running.holder}); "
+                            "try again when it has finished"
+                        )
+                    running.status, running.finished_at = "interrupted", utcnow()
+                    s.flush()
+                sweep = RetentionSweep(
+                    started_at=utcnow(),
+                    cutoff_ms=cutoff,
+                    dry_run=False,
+                    status="running",
+                    actor=self.actor.username,
+                    holder=HOLDER,
+                    heartbeat_at=utcnow(),
+                )
+                s.add(sweep)
+                s.flush()
+                return sweep.id
+        except IntegrityError as exc:  # another process started a round between our look and insert
+            raise Conflict("another retention round has just started; try again when it has finished") from exc
+
+    def _heartbeat(self, report: SweepReport) -> None:
         with self.rt.db.write() as s:
             s.execute(
                 update(RetentionSweep)
-                .where(RetentionSweep.status == "running")
-                .values(status="interrupted", finished_at=utcnow())
+                .where(RetentionSweep.id == report.sweep_id)
+                .values(heartbeat_at=utcnow(), deleted=report.deleted, bytes=report.bytes, protected=report.protected)
             )
 
     def _finish_interrupted(self) -> int:
@@ -197,6 +224,7 @@ class RetentionSweeper:
         with self.rt.db.write() as s:
             sweep = s.get(RetentionSweep, report.sweep_id)
             sweep.status, sweep.finished_at, sweep.error = status, utcnow(), error
+            sweep.holds_lapsed = len(report.holds_lapsed)
             sweep.deleted, sweep.bytes, sweep.protected, sweep.resumed = (
                 report.deleted,
                 report.bytes,
@@ -253,6 +281,7 @@ class RetentionSweeper:
                 report.bytes += result.bytes_freed
                 report.protected += len(result.protected)
                 handled += len(ids)
+                self._heartbeat(report)
                 if progress:
                     progress(handled, max(expected, handled))
             if not tally.deleted and not tally.protected:
@@ -303,3 +332,19 @@ class RetentionSweeper:
             details=self._details(report),
         )
         return report
+
+
+def _still_running(round_: RetentionSweep, now: datetime) -> bool:
+    """Whether the process recorded as running ``round_`` is alive: asked directly when it is
+    on this host, judged by its heartbeat otherwise (another machine sharing the database)."""
+    host, _, pid = (round_.holder or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, as another user
+        if int(pid) == os.getpid():
+            return False  # this process, after a failed round that could not close its record
+    return round_.heartbeat_at is not None and now - round_.heartbeat_at < STALE_AFTER
