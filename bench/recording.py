@@ -122,11 +122,11 @@ def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], i
 
 
 def stop_simulator(sim: subprocess.Popen[bytes]) -> None:
-    sim.send_signal(signal.SIGINT)
+    sim.send_signal(signal.SIGTERM)
     try:
         sim.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        print("  warning: the simulator did not stop on SIGINT within 30 s; killed", file=sys.stderr)
+        print("  warning: the simulator did not stop on SIGTERM within 30 s; killed", file=sys.stderr)
         sim.kill()
         sim.wait()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -58,11 +59,16 @@ def serve(
     server = SimulatorServer(_cameras(cameras, scene), host=host, port=port, cache_dir=cache_dir)
 
     async def run() -> None:
+        stop = asyncio.Event()
+        # SIGINT and SIGTERM stop it, even when started from a script that ignores SIGINT
+        # (as a shell does for the commands it runs in the background).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await server.start_async()
         _print_urls(server)
         typer.echo("Ctrl-C to stop.")
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop_async()
 

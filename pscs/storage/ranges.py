@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import Connection, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from pscs.storage.models import RecordedRange, Segment
@@ -42,32 +42,35 @@ def merge(intervals: Iterable[tuple[int, int]], tolerance_ms: int = MERGE_TOLERA
     return [(a, b) for a, b in merged]
 
 
-def note_segment(s: Session, camera_id: int, stream: str, start_ms: int, end_ms: int) -> None:
+# Plain statements: this runs with every segment the recorders commit.
+_TOUCHING = text(
+    "SELECT id, start_ms, end_ms FROM recorded_ranges "
+    "WHERE camera_id = :camera_id AND stream = :stream AND end_ms >= :low AND start_ms <= :high"
+)
+_EXTEND = text("UPDATE recorded_ranges SET start_ms = :start_ms, end_ms = :end_ms WHERE id = :id")
+_START = text(
+    "INSERT INTO recorded_ranges (camera_id, stream, start_ms, end_ms) VALUES (:camera_id, :stream, :start_ms, :end_ms)"
+)
+_DROP = text("DELETE FROM recorded_ranges WHERE id = :id")
+
+
+def note_segment(s: Session | Connection, camera_id: int, stream: str, start_ms: int, end_ms: int) -> None:
     """A segment row was added: extend (and join) the ranges it touches, or start one."""
-    touching = list(
-        s.execute(
-            select(RecordedRange.id, RecordedRange.start_ms, RecordedRange.end_ms).where(
-                RecordedRange.camera_id == camera_id,
-                RecordedRange.stream == stream,
-                RecordedRange.end_ms >= start_ms - MERGE_TOLERANCE_MS,
-                RecordedRange.start_ms <= end_ms + MERGE_TOLERANCE_MS,
-            )
-        )
-    )
+    key = {"camera_id": camera_id, "stream": stream}
+    touching = s.execute(
+        _TOUCHING, key | {"low": start_ms - MERGE_TOLERANCE_MS, "high": end_ms + MERGE_TOLERANCE_MS}
+    ).all()
     if not touching:
-        s.execute(insert(RecordedRange).values(camera_id=camera_id, stream=stream, start_ms=start_ms, end_ms=end_ms))
+        s.execute(_START, key | {"start_ms": start_ms, "end_ms": end_ms})
         return
     keep, *joined = touching
-    s.execute(
-        RecordedRange.__table__.update()
-        .where(RecordedRange.id == keep.id)
-        .values(
-            start_ms=min(start_ms, *(r.start_ms for r in touching)),
-            end_ms=max(end_ms, *(r.end_ms for r in touching)),
-        )
-    )
-    if joined:
-        s.execute(delete(RecordedRange).where(RecordedRange.id.in_([r.id for r in joined])))
+    span = {
+        "start_ms": min(start_ms, *(r.start_ms for r in touching)),
+        "end_ms": max(end_ms, *(r.end_ms for r in touching)),
+    }
+    s.execute(_EXTEND, span | {"id": keep.id})
+    for r in joined:
+        s.execute(_DROP, {"id": r.id})
 
 
 def forget_segments(s: Session, removed: Iterable[Span]) -> None:

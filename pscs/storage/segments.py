@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from pscs.db.base import utcnow
 from pscs.db.engine import Database
@@ -128,22 +128,23 @@ class SegmentStore:
         seg._sync_and_close()
         os.rename(seg.partial_path, seg.final_path)
         fsync_dir(seg.final_path.parent)
-        row = Segment(
-            camera_id=seg.camera_id,
-            stream=seg.stream,
-            start_ms=seg.start_ms,
-            end_ms=seg.start_ms + duration_ms,
-            duration_ms=duration_ms,
-            frames=frames,
-            bytes=seg.bytes_written,
-            path=seg.relpath,
-            sha256=seg.sha256,
-            created_at=utcnow(),
-        )
-        with self.db.write() as s:
-            s.add(row)
-            note_segment(s, row.camera_id, row.stream, row.start_ms, row.end_ms)
-        return row
+        values = {
+            "camera_id": seg.camera_id,
+            "stream": seg.stream,
+            "start_ms": seg.start_ms,
+            "end_ms": seg.start_ms + duration_ms,
+            "duration_ms": duration_ms,
+            "frames": frames,
+            "bytes": seg.bytes_written,
+            "path": seg.relpath,
+            "sha256": seg.sha256,
+            "created_at": utcnow(),
+        }
+        # Core, not the ORM: every camera commits a segment every ten seconds.
+        with self.db.write_connection() as conn:
+            segment_id = conn.execute(insert(Segment.__table__), values).inserted_primary_key[0]
+            note_segment(conn, seg.camera_id, seg.stream, values["start_ms"], values["end_ms"])
+        return Segment(id=segment_id, **values)
 
     def discard(self, seg: SegmentFile) -> None:
         """Drop a segment that holds nothing worth keeping (no complete frame)."""
