@@ -13,6 +13,7 @@ Protocol over the duplex pipe (plain picklable tuples):
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -79,7 +80,9 @@ class Worker:
     def run(self) -> None:
         next_report = 0.0
         while not self.stopping:
-            if self.conn.poll(0.2):
+            # Commands wake this loop at once; otherwise it wakes only to report (and to
+            # notice a stop request from the signal handler).
+            if self.conn.poll(max(0.0, min(0.5, next_report - time.monotonic()))):
                 try:
                     command, argument = self.conn.recv()
                 except (EOFError, OSError):
@@ -122,6 +125,9 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     signal.signal(signal.SIGTERM, lambda *_: _request_stop())
     worker = Worker(spec, conn)
     _current.append(worker)
+    # Everything imported so far lives as long as the process: keep it out of the garbage
+    # collector's full passes, which otherwise rescan it while hundreds of cameras allocate.
+    gc.freeze()
     try:
         worker.run()
     finally:
