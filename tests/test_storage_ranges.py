@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from pscs.audit.events import Actor
-from pscs.cameras.service import add_camera
 from pscs.runtime import Runtime
 from pscs.storage.deletion import delete_segments
 from pscs.storage.models import RecordedRange, Segment
@@ -20,6 +19,7 @@ from pscs.storage.ranges import MERGE_TOLERANCE_MS, merge, rebuild_all
 from pscs.storage.reconcile import reconcile
 from pscs.storage.segments import SegmentStore
 from pscs.video.playback import timeline
+from tests.test_storage_deletion import new_camera
 
 ADMIN = Actor(username="admin", user_id=1)
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -27,19 +27,6 @@ _names = itertools.count(1)
 
 # Gaps around the tolerance, where an off-by-one would show.
 GAPS = st.sampled_from([0, 1, MERGE_TOLERANCE_MS - 1, MERGE_TOLERANCE_MS, MERGE_TOLERANCE_MS + 1, 60_000])
-
-
-def new_camera(rt: Runtime) -> int:
-    return add_camera(
-        rt,
-        ADMIN,
-        name=f"Ranges camera {next(_names)}",
-        street_address="1 Broadway, Norwich, CT",
-        latitude=41.5,
-        longitude=-72.1,
-        main_url="rtsp://10.0.0.9/main",
-        public_area_attested=True,
-    ).id
 
 
 def record(rt: Runtime, camera_id: int, layout: list[tuple[int, int]]) -> list[Segment]:
@@ -79,7 +66,7 @@ def assert_ranges_match_index(rt: Runtime, camera_id: int) -> None:
     data=st.data(),
 )
 def test_recorded_ranges_always_equal_the_merged_index(runtime: Runtime, layout, data) -> None:  # noqa: ANN001
-    camera_id = new_camera(runtime)
+    camera_id = new_camera(runtime, f"Ranges camera {next(_names)}")
     rows = record(runtime, camera_id, layout)
     assert_ranges_match_index(runtime, camera_id)
 
