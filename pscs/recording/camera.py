@@ -50,6 +50,11 @@ class RecorderConfig:
     worker_restart_max_s: float = 10.0
 
 
+# The muxer flushes at every fragment (GOP) whatever the buffer, so crash safety is the
+# same; a buffer that holds a whole fragment turns ~8 Python write calls per GOP into one.
+WRITE_BUFFER_BYTES = 256 * 1024
+
+
 class StreamRejected(Exception):
     """The camera answered, but with something we will not record (e.g. not H.264)."""
 
@@ -381,7 +386,7 @@ class CameraRecorder(threading.Thread):
     def _open_segment(self, ts: int) -> None:
         file = self.store.open_segment(self.camera_id, "main", self._ms(ts))
         try:
-            container = av.open(file, "w", format="mp4", options=MP4_OPTIONS)
+            container = av.open(file, "w", format="mp4", options=MP4_OPTIONS, buffer_size=WRITE_BUFFER_BYTES)
             stream = container.add_stream_from_template(self._in_stream)
         except Exception:
             self.store.discard(file)
