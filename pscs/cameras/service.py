@@ -554,3 +554,13 @@ def recording_sources(db: Database, secrets: SecretBox) -> list[RecordingSource]
             )
             for c in rows
         ]
+
+
+def require_cameras(s: Session, camera_ids: set[int] | list[int]) -> None:
+    """Refuse (InvalidInput) a list of camera ids that is empty or names a camera that does not exist."""
+    wanted = set(camera_ids)
+    if not wanted:
+        raise InvalidInput("name at least one camera")
+    known = set(s.scalars(select(Camera.id).where(Camera.id.in_(wanted))))
+    if missing := sorted(wanted - known):
+        raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")

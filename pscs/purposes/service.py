@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
+from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.policy import decisions
@@ -393,10 +394,7 @@ def designate_location(
     if valid_until <= now:
         raise InvalidInput("valid_until must be in the future")
     with rt.db.write() as s:
-        known = set(s.scalars(select(Camera.id).where(Camera.id.in_(camera_ids))))
-        missing = sorted(set(camera_ids) - known)
-        if missing:
-            raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")
+        require_cameras(s, camera_ids)
         row = LocationDesignation(
             location=location,
             reason=reason,

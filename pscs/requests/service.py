@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import User
-from pscs.cameras.models import Camera
+from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.policy import decisions
@@ -165,11 +165,7 @@ def file_request(
         raise InvalidInput("the time range must end after it starts")
     with rt.db.session() as s:
         user = s.get(User, actor.user_id) if actor.user_id is not None else None
-        known = set(s.scalars(select(Camera.id).where(Camera.id.in_(set(camera_ids)))))
-    if not camera_ids:
-        raise InvalidInput("name at least one camera")
-    if missing := sorted(set(camera_ids) - known):
-        raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")
+        require_cameras(s, camera_ids)
     if user is None:
         raise PolicyDenied("a storage request is filed by a signed-in user", "S2")
     if _norm(attestation_name) != _norm(user.full_name):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import User, UserRole
-from pscs.cameras.models import Camera
+from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.policy import decisions
@@ -117,9 +117,7 @@ def _check_fields(s: Session, camera_ids: set[int], start_ms: int, end_ms: int, 
     decision = decisions.valid_hold(reason, reference, start_ms, end_ms, frozenset(camera_ids), frozenset(HOLD_REASONS))
     if not decision.allowed:
         raise InvalidInput(decision.reason)
-    known = set(s.scalars(select(Camera.id).where(Camera.id.in_(camera_ids))))
-    if missing := sorted(camera_ids - known):
-        raise InvalidInput(f"no camera with id {', '.join(map(str, missing))}")
+    require_cameras(s, camera_ids)
 
 
 def _at_risk(s: Session, camera_ids: set[int], start_ms: int, end_ms: int) -> int:
