@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
@@ -32,7 +32,11 @@ from pscs.audit.chain import (
 from pscs.audit.events import Actor, AuditEvent, Outcome
 from pscs.audit.models import AuditCheckpoint, AuditEventRow, AuditHead
 from pscs.db.engine import Database
+from pscs.errors import PolicyDenied
 from pscs.signing import Signer, load_public_key
+
+if TYPE_CHECKING:
+    from pscs.policy.decisions import Decision
 
 _events = AuditEventRow.__table__
 _VERIFY_BATCH = 20_000
@@ -83,6 +87,21 @@ class AuditLog:
                 details=details or {},
             )
         )
+
+    def refusal(
+        self, action: str, actor: Actor, decision: Decision, *, object_type: str, object_id: str | int | None
+    ) -> PolicyDenied:
+        """Audit a policy decision that refused ``action``; returns the error to raise."""
+        self.record(
+            action,
+            actor,
+            Outcome.DENIED,
+            object_type=object_type,
+            object_id=object_id,
+            clauses=(decision.clause,),
+            details={"reason": decision.reason},
+        )
+        return PolicyDenied(decision.reason, decision.clause)
 
     def append(self, event: AuditEvent) -> int:
         """Append one event; returns its sequence number once it is committed."""

@@ -557,16 +557,7 @@ def _roles(rt: Runtime, actor: Actor) -> frozenset[str]:
 
 
 def _deny(rt: Runtime, actor: Actor, action: str, item_id: int, decision: decisions.Decision) -> None:
-    rt.audit.record(
-        action,
-        actor,
-        Outcome.DENIED,
-        object_type="evidence",
-        object_id=item_id,
-        clauses=(decision.clause,),
-        details={"reason": decision.reason},
-    )
-    raise PolicyDenied(decision.reason, decision.clause)
+    raise rt.audit.refusal(action, actor, decision, object_type="evidence", object_id=item_id)
 
 
 def propose_disposal(

@@ -119,16 +119,7 @@ def _view(s: Session, r: StorageRequest) -> RequestView:
 
 
 def _deny(rt: Runtime, actor: Actor, action: str, number: str | None, decision: decisions.Decision) -> None:
-    rt.audit.record(
-        action,
-        actor,
-        Outcome.DENIED,
-        object_type="storage_request",
-        object_id=number,
-        clauses=(decision.clause,),
-        details={"reason": decision.reason},
-    )
-    raise PolicyDenied(decision.reason, decision.clause)
+    raise rt.audit.refusal(action, actor, decision, object_type="storage_request", object_id=number)
 
 
 def _norm(name: str) -> str:

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pscs.audit.events import Actor, Outcome
+from pscs.audit.events import Actor
 from pscs.auth.models import User, UserRole
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
-from pscs.errors import InvalidInput, NotFound, PolicyDenied
+from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.requests.models import StorageRequest
 from pscs.retention.models import HOLD_REASONS, REFERENCE_LABELS, Hold, HoldCamera, Notice
@@ -226,16 +226,7 @@ def _audit_details(view: HoldView) -> dict[str, Any]:
 
 
 def _denied(rt: Runtime, actor: Actor, action: str, hold_id: int | None, decision: decisions.Decision) -> None:
-    rt.audit.record(
-        action,
-        actor,
-        Outcome.DENIED,
-        object_type="hold",
-        object_id=hold_id,
-        clauses=(decision.clause,),
-        details={"reason": decision.reason},
-    )
-    raise PolicyDenied(decision.reason, decision.clause)
+    raise rt.audit.refusal(action, actor, decision, object_type="hold", object_id=hold_id)
 
 
 def _load(s: Session, hold_id: int) -> Hold:
