@@ -20,9 +20,9 @@ from pscs.cameras.service import (
     get_camera,
     list_cameras,
     recording_sources,
-    redact_url,
     update_camera,
 )
+from pscs.cameras.sources import redact_url
 from pscs.errors import InvalidInput, PolicyDenied
 from pscs.runtime import Runtime
 

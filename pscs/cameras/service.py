@@ -13,13 +13,14 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
+from pscs.cameras.sources import RecordingSource, netloc_host, redact_url, with_credentials
 from pscs.db.base import utcnow
 from pscs.db.engine import Database
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
@@ -84,51 +85,6 @@ class CameraView:
 
 
 @dataclass(frozen=True)
-class RecordingSource:
-    """What the recorder needs to record one camera.  ``main_url`` carries the stream
-    credentials: hand it only to the RTSP client, never to a log or a page."""
-
-    camera_id: int
-    name: str
-    main_url: str
-
-    def __repr__(self) -> str:  # keeps credentials out of tracebacks and debug logs
-        shown = redact_url(self.main_url)
-        return f"RecordingSource(camera_id={self.camera_id}, name={self.name!r}, main_url={shown!r})"
-
-
-# URLs ---------------------------------------------------------------------------------------
-def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``; anything unparsable
-    is hidden whole rather than risk showing a secret."""
-    try:
-        parts = urlsplit(url)
-        host = _netloc_host(parts.hostname, parts.port)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    if not username:
-        return url
-    parts = urlsplit(url)
-    userinfo = quote(username, safe="") + (":" + quote(password, safe="") if password is not None else "")
-    netloc = f"{userinfo}@{_netloc_host(parts.hostname, parts.port)}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _netloc_host(hostname: str | None, port: int | None) -> str:
-    host = hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"{host}:{port}" if port is not None else host
-
-
-@dataclass(frozen=True)
 class _SplitUrl:
     url: str  # without credentials
     username: str | None
@@ -153,7 +109,7 @@ def _split_url(field: str, url: str | None, schemes: tuple[str, ...]) -> _SplitU
         raise InvalidCamera(f"{field} must start with {' or '.join(s + '://' for s in schemes)}")
     if not parts.hostname:
         raise InvalidCamera(f"{field} has no host")
-    bare = urlunsplit((parts.scheme.lower(), _netloc_host(parts.hostname, port), parts.path, parts.query, ""))
+    bare = urlunsplit((parts.scheme.lower(), netloc_host(parts.hostname, port), parts.path, parts.query, ""))
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return _SplitUrl(bare, username, password)

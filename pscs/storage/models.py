@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pscs.cameras import models as _cameras  # noqa: F401 - the table these rows' camera_id refers to
 from pscs.db.base import Base, UTCDateTime, utcnow
 
 
