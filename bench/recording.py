@@ -5,15 +5,19 @@
 For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simulator's
 ``loop`` scene, in its own process so that its cost is not counted), then
 
-1. records them with pscs (RecorderSupervisor, ``--workers`` processes) and measures the
+1. records them with pscs (RecorderSupervisor: at most ``--workers`` processes, each filled
+   to 64 cameras before the next starts) and measures the
    CPU time (user + system, from /proc) of the worker processes and of the supervisor
-   (threads of the benchmark's own process, which otherwise sleeps), the workers' resident
-   memory, and frames received against frames expected (loss);
+   (threads of the benchmark's own process, which otherwise sleeps), the workers' memory,
+   and frames received against frames expected (loss);
 2. records the same streams with one ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment``
    per camera (the ffmpeg that imageio-ffmpeg ships) and measures the same.
 
 It prints CPU seconds per camera-minute and memory per camera for both, and the ratio
 pscs / ffmpeg (goal: CPU ratio <= 1.0, memory <= 5 MB per camera, no loss at 200 cameras).
+Memory is shown two ways: RSS (each process's resident pages, shared ones counted in every
+process: what ``ps`` shows) and PSS (shared pages split between the processes that share
+them: what the processes cost the machine together).
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from pscs.recording.models import CameraHealth
 from pscs.recording.supervisor import RecorderSupervisor
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 FPS = 25
 
 
@@ -54,9 +57,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE
+def memory_bytes(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                fields[key] = int(rest.split()[0]) * 1024
+    return fields["Rss"], fields["Pss"]
 
 
 def free_port() -> int:
@@ -69,6 +78,7 @@ def free_port() -> int:
 class Measure:
     cpu_s: float
     rss: int
+    pss: int
     window_s: float
     frames: int | None = None
     expected_frames: float | None = None
@@ -77,15 +87,15 @@ class Measure:
         return self.cpu_s / n / (self.window_s / 60)
 
 
-def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> tuple[float, int, float]:
-    """CPU time of ``pids`` and ``cpu_only`` over the window; resident memory of ``pids``."""
+def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> tuple[float, int, int, float]:
+    """CPU time of ``pids`` and ``cpu_only`` over the window; RSS and PSS of ``pids``."""
     start_cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only))
     start = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - start
     cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only)) - start_cpu
-    rss = sum(rss_bytes(p) for p in pids)
-    return cpu, rss, elapsed
+    memory = [memory_bytes(p) for p in pids]
+    return cpu, sum(m[0] for m in memory), sum(m[1] for m in memory), elapsed
 
 
 def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -167,7 +177,7 @@ def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, sec
         before = counters()
         # The supervisor (health, alerts, camera list) runs in threads of this process, which
         # otherwise sleeps: its CPU counts.  Its memory is the service's and is not counted.
-        cpu, rss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
+        cpu, rss, pss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
         after = counters()
         # Each camera's frame counter is reported with its own time stamp: compare the
         # frames received with the frames sent in exactly that interval.
@@ -176,7 +186,7 @@ def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, sec
     finally:
         supervisor.stop()
         rt.close()
-    return Measure(cpu, rss, elapsed, received, expected)
+    return Measure(cpu, rss, pss, elapsed, received, expected)
 
 
 def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float) -> Measure:
@@ -215,7 +225,7 @@ def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float)
         alive = [p.pid for p in procs if p.poll() is None]
         if len(alive) != len(procs):
             print(f"  warning: {len(procs) - len(alive)} ffmpeg processes exited early", file=sys.stderr)
-        cpu, rss, elapsed = measure(alive, seconds)
+        cpu, rss, pss, elapsed = measure(alive, seconds)
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)
@@ -224,7 +234,7 @@ def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float)
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return Measure(cpu, rss, elapsed)
+    return Measure(cpu, rss, pss, elapsed)
 
 
 def main() -> None:
@@ -236,7 +246,9 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pscs-bench-rec-"))
     cache = tmp / "sim-cache"
-    print(f"{'N':>4} {'who':<7} {'CPU s/cam-min':>13} {'ratio':>6} {'MiB/cam':>8} {'ratio':>6} {'loss %':>7}")
+    print(
+        f"{'N':>4} {'who':<7} {'CPU s/cam-min':>13} {'ratio':>6} {'RSS MiB/cam':>11} {'PSS MiB/cam':>11} {'loss %':>7}"
+    )
     try:
         for n in (int(x) for x in args.cameras.split(",")):
             sim, port = start_simulator(n, cache)
@@ -248,14 +260,13 @@ def main() -> None:
                 stop_simulator(sim)
             loss = 100 * (1 - (ours.frames or 0) / max(ours.expected_frames or 1, 1))
             cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
-            mem_ratio = ours.rss / max(ffmpeg.rss, 1)
             mib = 1024 * 1024
-            print(f"{n:>4} {'ffmpeg':<7} {ffmpeg.per_camera_minute(n):>13.3f} {'':>6} {ffmpeg.rss / n / mib:>8.1f}")
-            print(
-                f"{n:>4} {'pscs':<7} {ours.per_camera_minute(n):>13.3f} {cpu_ratio:>6.2f} {ours.rss / n / mib:>8.1f} "
-                f"{mem_ratio:>6.2f} {loss:>7.2f}",
-                flush=True,
-            )
+            for who, m, ratio, lost in (("ffmpeg", ffmpeg, "", ""), ("pscs", ours, f"{cpu_ratio:.2f}", f"{loss:.2f}")):
+                print(
+                    f"{n:>4} {who:<7} {m.per_camera_minute(n):>13.3f} {ratio:>6} {m.rss / n / mib:>11.1f} "
+                    f"{m.pss / n / mib:>11.1f} {lost:>7}",
+                    flush=True,
+                )
             shutil.rmtree(tmp / f"ff{n}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import av
 import av.error
 
-from pscs.cameras.service import RecordingSource
+from pscs.cameras.sources import RecordingSource
 from pscs.storage.segments import MP4_OPTIONS, SegmentFile, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class RecorderConfig:
     """Tunables; tests shorten segments and time-outs, production keeps the defaults."""
 
     segment_seconds: float = 10.0
-    workers: int | None = None  # default: one per CPU core
+    workers: int | None = None  # at most this many worker processes; default: one per CPU core
+    cameras_per_worker: int = 64  # fill a worker this far before starting another
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
     reconnect_initial_s: float = 0.2

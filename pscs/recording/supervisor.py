@@ -6,7 +6,7 @@
     supervisor.stop()
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
-worker processes (each started once it has cameras), restarts a worker that dies (after
+worker processes (``assign_cameras``: one worker fills before the next starts), restarts a worker that dies (after
 reconciling that worker's cameras), picks up camera changes, writes each camera's health
 to ``camera_health`` every couple of seconds, raises an alert for a camera offline longer
 than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,12 +32,14 @@ from sqlalchemy import bindparam, func, select
 
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
-from pscs.cameras.service import RecordingSource, recording_sources
+from pscs.cameras.service import recording_sources
+from pscs.cameras.sources import RecordingSource
 from pscs.db.base import utcnow
 from pscs.recording.alerts import clear_alert, open_alerts, raise_alert
+from pscs.recording.assignment import assign_cameras
 from pscs.recording.camera import RecorderConfig, wall_ms
 from pscs.recording.models import CameraHealth
-from pscs.recording.worker import WorkerSpec, worker_main
+from pscs.recording.worker import WorkerSpec
 from pscs.runtime import Runtime
 from pscs.storage.pressure import UsageProbe, disk_usage, relieve_disk_pressure
 from pscs.storage.reconcile import reconcile
@@ -48,7 +52,7 @@ _STOP_TIMEOUT_S = 12.0
 @dataclass
 class _WorkerHandle:
     index: int
-    process: Any = None
+    process: subprocess.Popen[bytes] | None = None
     conn: Connection | None = None
     cameras: list[RecordingSource] = field(default_factory=list)
     sent: list[RecordingSource] | None = None
@@ -70,8 +74,8 @@ class RecorderSupervisor:
         self.config = config or RecorderConfig()
         self.worker_count = max(1, self.config.workers or os.cpu_count() or 1)
         self._usage = disk_usage_probe
-        self._ctx = multiprocessing.get_context("spawn")
         self._workers = [_WorkerHandle(i) for i in range(self.worker_count)]
+        self._assignment: dict[int, int] = {}  # camera id -> worker index
         self._health: dict[int, dict[str, Any]] = {}
         self._active: set[int] = set()
         self._offline_since: dict[int, int] = {}  # camera id -> wall ms it was last seen going offline
@@ -118,11 +122,12 @@ class RecorderSupervisor:
         for handle in self._workers:
             if handle.process is None:
                 continue
-            handle.process.join(max(0.1, deadline - time.monotonic()))
-            if handle.process.is_alive():
+            try:
+                handle.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 log.error("recorder worker %d did not stop; killing it", handle.index)
                 handle.process.kill()
-                handle.process.join(2)
+                handle.process.wait(2)
         for handle in self._workers:
             if handle.conn is not None:
                 handle.conn.close()
@@ -134,7 +139,7 @@ class RecorderSupervisor:
         self.rt.audit.record("recorder.stop", ACTOR)
 
     def worker_pids(self) -> list[int]:
-        return [h.process.pid for h in self._workers if h.process is not None and h.process.is_alive()]
+        return [h.process.pid for h in self._workers if h.process is not None and h.process.poll() is None]
 
     def health(self) -> dict[int, dict[str, Any]]:
         """The latest health snapshot of every camera (as also written to ``camera_health``)."""
@@ -143,7 +148,10 @@ class RecorderSupervisor:
 
     # Workers ------------------------------------------------------------------------------
     def _spawn(self, handle: _WorkerHandle, first_gap_reason: str) -> None:
-        parent, child = self._ctx.Pipe(duplex=True)
+        # A fresh interpreter that imports only the recorder (``python -m pscs.recording``),
+        # not multiprocessing's "spawn", which re-imports the parent's main module (the whole
+        # CLI and web stack: some 50 MB more in every worker).
+        parent, child = socket.socketpair()
         spec = WorkerSpec(
             index=handle.index,
             db_url=self.rt.db.url,
@@ -152,22 +160,29 @@ class RecorderSupervisor:
             first_gap_reason=first_gap_reason,
             log_level=self.rt.settings.log_level,
         )
-        process = self._ctx.Process(
-            target=worker_main, args=(spec, child), name=f"pscs-recorder-{handle.index}", daemon=True
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pscs.recording", str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=_worker_environment(),
         )
-        process.start()
         child.close()
-        handle.process, handle.conn, handle.sent = process, parent, None
+        conn = Connection(parent.detach())
+        self._send_to(conn, ("spec", spec))
+        handle.process, handle.conn, handle.sent = process, conn, None
         handle.started_at = time.monotonic()
         if self._writes_paused:
             self._send(handle, ("pause_writes", True))
         log.info("recorder worker %d started (pid %d)", handle.index, process.pid)
 
     def _send(self, handle: _WorkerHandle, message: tuple[str, Any]) -> None:
-        if handle.conn is None:
-            return
+        if handle.conn is not None:
+            self._send_to(handle.conn, message)
+
+    @staticmethod
+    def _send_to(conn: Connection, message: tuple[str, Any]) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):  # it died; the watcher restarts it
-            handle.conn.send(message)
+            conn.send(message)
 
     def _refresh_cameras(self) -> None:
         with self.rt.db.session() as s:
@@ -176,8 +191,11 @@ class RecorderSupervisor:
             return  # nothing added, changed or removed since the last look
         self._cameras_seen = seen
         sources = recording_sources(self.rt.db, self.rt.secrets)
+        self._assignment = assign_cameras(
+            self._assignment, (s.camera_id for s in sources), self.worker_count, self.config.cameras_per_worker
+        )
         for handle in self._workers:
-            handle.cameras = [s for s in sources if s.camera_id % self.worker_count == handle.index]
+            handle.cameras = [s for s in sources if self._assignment[s.camera_id] == handle.index]
         with self.rt.db.session() as s:
             self._names = dict(s.query(Camera.id, Camera.name).all())  # type: ignore[arg-type]
         active = {s.camera_id for s in sources}
@@ -196,7 +214,7 @@ class RecorderSupervisor:
         for handle in self._workers:
             if handle.process is None and handle.restart_at is None and handle.cameras:
                 self._spawn(handle, first_gap_reason)  # a worker starts once it has cameras
-            if handle.sent != handle.cameras and handle.process is not None and handle.process.is_alive():
+            if handle.sent != handle.cameras and handle.process is not None and handle.process.poll() is None:
                 self._send(handle, ("cameras", handle.cameras))
                 handle.sent = list(handle.cameras)
 
@@ -204,8 +222,8 @@ class RecorderSupervisor:
         now = time.monotonic()
         for handle in self._workers:
             process = handle.process
-            if process is not None and not process.is_alive():
-                code = process.exitcode
+            if process is not None and process.poll() is not None:
+                code = process.returncode
                 log.error("recorder worker %d (pid %s) died with exit code %s", handle.index, process.pid, code)
                 if handle.conn is not None:
                     handle.conn.close()
@@ -368,6 +386,13 @@ class RecorderSupervisor:
                 self._send(handle, ("pause_writes", False))
             clear_alert(self.rt, "storage_full", actor=ACTOR)
         return result.ok
+
+
+def _worker_environment() -> dict[str, str]:
+    """The service's environment, with glibc held to two malloc arenas unless the
+    administrator chose otherwise: by default every camera thread may get an arena of its
+    own that keeps freed memory (measured: ~30 MB less at 64 cameras, same CPU)."""
+    return {"MALLOC_ARENA_MAX": "2"} | dict(os.environ)
 
 
 def _same_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

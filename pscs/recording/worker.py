@@ -1,13 +1,14 @@
 """A recorder worker process: many cameras, one thread each.
 
-The supervisor starts a few of these (default: one per core) instead of one process per
-camera, and restarts one that dies; a camera that misbehaves costs its own thread a
-reconnect, never its neighbours their recording.
+The supervisor starts a few of these (``python -m pscs.recording FD``) instead of one
+process per camera, and restarts one that dies; a camera that misbehaves costs its own
+thread a reconnect, never its neighbours their recording.  The process imports the
+recorder, the segment store and nothing else: what it imports is memory it keeps.
 
-Protocol over the duplex pipe (plain picklable tuples):
+Protocol over the connection on file descriptor FD (plain picklable tuples):
 
-* supervisor -> worker: ``("cameras", [RecordingSource, ...])``, ``("pause_writes", bool)``,
-  ``("stop", None)``;
+* supervisor -> worker: first ``("spec", WorkerSpec)``; then ``("cameras", [RecordingSource,
+  ...])``, ``("pause_writes", bool)``, ``("stop", None)``;
 * worker -> supervisor: ``("health", [snapshot dict, ...])`` every second.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from pscs.cameras.service import RecordingSource
+from pscs.cameras.sources import RecordingSource
 from pscs.db.engine import Database
 from pscs.recording.camera import CameraRecorder, RecorderConfig
 from pscs.storage.segments import SegmentStore
@@ -113,16 +114,23 @@ class Worker:
         self.db.dispose()
 
 
-def worker_main(spec: WorkerSpec, conn: Connection) -> None:
-    """Entry point of a worker process (started with the ``spawn`` method)."""
+def worker_main(fd: int) -> None:
+    """Entry point of a worker process: ``fd`` is its end of the supervisor's socket pair."""
+    # The supervisor decides when we stop; a terminal's Ctrl-C goes to it, not to us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _request_stop())
+    conn = Connection(fd)
+    try:
+        kind, spec = conn.recv()
+    except (EOFError, OSError):
+        return  # the supervisor went away before it said what to do
+    if kind != "spec":
+        raise RuntimeError(f"recorder worker: expected its spec first, got {kind!r}")
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(asctime)s recorder-worker-{spec.index}[%(process)d] %(levelname)s %(message)s",
     )
     logging.getLogger("libav").setLevel(logging.ERROR)
-    # The supervisor decides when we stop; a terminal's Ctrl-C goes to it, not to us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: _request_stop())
     worker = Worker(spec, conn)
     _current.append(worker)
     # Everything imported so far lives as long as the process: keep it out of the garbage
