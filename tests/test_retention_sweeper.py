@@ -8,6 +8,7 @@ row exactly like the recorder's, at the recorder's time-bucketed path.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -198,6 +199,54 @@ def test_S1_dry_run_changes_nothing(sqlite_runtime: Runtime) -> None:
     assert len(segments(rt)) == 3
     with rt.db.session() as s:
         assert s.scalar(select(func.count(DisposalRecord.id))) == 0
+
+
+def test_S1_quarantined_files_are_destroyed_at_the_same_age_unless_protected(runtime: Runtime) -> None:
+    cam_a, cam_b = add_cameras(runtime, 2)
+    base = runtime.settings.recordings_path / ".quarantine"
+
+    def quarantined(camera_id: int, start_ms: int, written_ms: int) -> Path:
+        path = base / segment_relpath(camera_id, start_ms)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not playable" * 10)
+        os.utime(path, (written_ms / 1000, written_ms / 1000))
+        return path
+
+    old = quarantined(cam_b, T0_MS, T0_MS + 10_000)
+    held = quarantined(cam_a, T0_MS, T0_MS + 10_000)
+    young = quarantined(cam_b, T0_MS + 20 * DAY, T0_MS + 20 * DAY + 10_000)
+    # Named long ago but written to until recently: its name gives only its start.
+    late = quarantined(cam_b, T0_MS + DAY, T0_MS + 25 * DAY)
+    stranger = base / "notes.txt"
+    stranger.write_text("not named like a recording: left alone")
+    holds.place_hold(
+        runtime,
+        user_actor(runtime, "ivan", ["investigator"]),
+        camera_ids=[cam_a],
+        start_ms=T0_MS,
+        end_ms=T0_MS + DAY,
+        reason="criminal_investigation",
+        reference="2026-000124",
+        now=T0,
+    )
+    now = T0 + timedelta(days=40)
+
+    dry = RetentionSweeper(runtime, clock=clock(now)).run_once(dry_run=True)
+    assert [f.camera_id for f in dry.quarantine.deleted] == [cam_b] and old.exists()
+    assert [f.camera_id for f in dry.quarantine.protected] == [cam_a]
+
+    report = RetentionSweeper(runtime, clock=clock(now)).run_once()
+    assert not old.exists()
+    assert held.exists() and young.exists() and late.exists() and stranger.exists()
+    assert (len(report.quarantine.deleted), len(report.quarantine.protected)) == (1, 1)
+    with runtime.db.session() as s:
+        [record] = s.scalars(select(DisposalRecord))
+    assert (record.camera_id, record.from_ms, record.to_ms, record.bytes) == (cam_b, T0_MS, T0_MS + 10_000, 120)
+    assert record.clause == "S1" and "quarantined file" in record.rule
+    [event] = runtime.audit.search(action_prefix="storage.delete", object_type="quarantined_file")
+    assert '"deleted":1' in event.details and '"protected_refused":1' in event.details
+    [sweep] = [e for e in runtime.audit.search(action_prefix="retention.sweep") if e.action == "retention.sweep"]
+    assert json.loads(sweep.details)["quarantined_files"] == {"deleted": 1, "bytes": 120, "protected": 1}
 
 
 def test_S1_hold_lapses_without_review_with_notice_to_owner_and_records_commander(sqlite_runtime: Runtime) -> None:

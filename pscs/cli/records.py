@@ -108,6 +108,12 @@ def retention_run(
         f"{verb} {report.deleted:,} recordings ({report.bytes / 1e6:,.1f} MB) that ended before "
         f"{report.cutoff:%Y-%m-%d %H:%M} UTC; {report.protected:,} kept by holds or pending requests"
     )
+    quarantine = report.quarantine
+    if quarantine.deleted or quarantine.protected:
+        console.print(
+            f"{verb} {len(quarantine.deleted):,} quarantined files ({quarantine.bytes_freed / 1e6:,.1f} MB); "
+            f"{len(quarantine.protected):,} kept by holds or pending requests"
+        )
     if report.holds_lapsed:
         console.print(f"holds lapsed (not re-affirmed): {', '.join(map(str, report.holds_lapsed))}")
     if report.resumed:

@@ -14,7 +14,9 @@ One round (:meth:`RetentionSweeper.run_once`), one at a time:
    run of consecutive time-bucket folders), and hand each page to the deletion path;
    protected segments are refused there and stepped over here; after each page, renew
    the round's heartbeat and counts;
-5. close the round's record and audit one ``retention.sweep`` event.
+5. destroy the expired files of ``.quarantine/`` (recordings reconcile could not index)
+   under the same protection check, with their own disposal records;
+6. close the round's record and audit one ``retention.sweep`` event.
 
 A ``kill -9`` at any point leaves either untouched segments, ``PendingDelete`` rows
 (finished by step 3 of the next round, or by reconcile), or a round marked ``running``
@@ -41,7 +43,14 @@ from pscs.policy import decisions
 from pscs.retention.holds import review_holds
 from pscs.retention.models import RetentionSweep
 from pscs.runtime import Runtime
-from pscs.storage.deletion import delete_segments, finish_pending_deletes, unlinking_in_a_process
+from pscs.storage.deletion import (
+    QuarantineResult,
+    delete_segments,
+    destroy_quarantined,
+    expired_quarantine,
+    finish_pending_deletes,
+    unlinking_in_a_process,
+)
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import protected_segment_ids
 
@@ -78,6 +87,7 @@ class SweepReport:
     holds_lapsed: list[int] = field(default_factory=list)
     reminders: list[int] = field(default_factory=list)
     cameras: dict[int, CameraTally] = field(default_factory=dict)
+    quarantine: QuarantineResult = field(default_factory=QuarantineResult)
 
     @property
     def cutoff(self) -> datetime:
@@ -123,6 +133,7 @@ class RetentionSweeper:
             report.resumed = self._finish_interrupted()
             with unlinking_in_a_process():
                 self._sweep(cutoff, report, progress)
+            report.quarantine = self._quarantine(cutoff, dry_run=False)
         except BaseException as exc:
             self._finish_record(report, "failed", f"{type(exc).__name__}: {exc}")
             self.rt.audit.record(
@@ -166,6 +177,11 @@ class RetentionSweeper:
             "cameras": {
                 str(c): {"deleted": t.deleted, "bytes": t.bytes, "protected": t.protected}
                 for c, t in report.cameras.items()
+            },
+            "quarantined_files": {
+                "deleted": len(report.quarantine.deleted),
+                "bytes": report.quarantine.bytes_freed,
+                "protected": len(report.quarantine.protected),
             },
         }
 
@@ -287,6 +303,11 @@ class RetentionSweeper:
             if not tally.deleted and not tally.protected:
                 del report.cameras[camera_id]
 
+    def _quarantine(self, cutoff: int, *, dry_run: bool) -> QuarantineResult:
+        reason = self.reason(cutoff).replace(", S1", ", quarantined file, S1")
+        files = expired_quarantine(self.rt, cutoff)
+        return destroy_quarantined(self.rt, self.actor, files, reason=reason, clauses=("S1",), dry_run=dry_run)
+
     def _dry_run(self, cutoff: int, progress: Progress | None) -> SweepReport:
         """What a round would destroy now, and what holds keep; changes nothing."""
         report = SweepReport(None, cutoff, True)
@@ -324,6 +345,7 @@ class RetentionSweeper:
                 report.deleted += tally.deleted
                 report.bytes += tally.bytes
                 report.protected += tally.protected
+        report.quarantine = self._quarantine(cutoff, dry_run=True)
         self.rt.audit.record(
             "retention.sweep.dry_run",
             self.actor,

@@ -18,6 +18,10 @@ than the unlinks themselves (bench/retention.py).
 A crash anywhere leaves ``PendingDelete`` rows that reconcile finishes (see
 :func:`finish_pending_deletes`), so a decided deletion is carried out exactly once and a
 file is never left half-indexed.
+
+Files that reconcile set aside in ``.quarantine/`` have no index row, but they are
+recordings all the same: :func:`destroy_quarantined` destroys them under the same rules
+(protection check, disposal record, audit), one file per transaction.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from pscs.audit.events import Actor
 from pscs.db.base import UTCDateTime, utcnow
 from pscs.retention.disposal import record_disposals
 from pscs.runtime import Runtime
+from pscs.storage.layout import QUARANTINE_DIR, parse_relpath
 from pscs.storage.models import PendingDelete, Segment
-from pscs.storage.protection import protected_segment_ids
+from pscs.storage.protection import is_protected, protected_segment_ids
 from pscs.storage.ranges import Span, forget_segments
 from pscs.storage.segments import fsync_dir
 
@@ -417,3 +422,90 @@ def segments_ending_before(rt: Runtime, cutoff_ms: int, limit: int = 10_000) -> 
         return list(
             s.scalars(select(Segment.id).where(Segment.end_ms <= cutoff_ms).order_by(Segment.start_ms).limit(limit))
         )
+
+
+# Quarantined files -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuarantinedFile:
+    relpath: str  # under .quarantine/, named like a segment
+    camera_id: int
+    start_ms: int  # from its name
+    end_ms: int  # its last write: a file that could not be indexed has no trusted duration
+    bytes: int
+
+
+@dataclass
+class QuarantineResult:
+    deleted: list[QuarantinedFile] = field(default_factory=list)
+    protected: list[QuarantinedFile] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(f.bytes for f in self.deleted)
+
+
+def expired_quarantine(rt: Runtime, cutoff_ms: int) -> list[QuarantinedFile]:
+    """Quarantined files whose recording ended before ``cutoff_ms``, oldest first.  Files not
+    named like a segment are not ours to judge and are left alone."""
+    base = rt.settings.recordings_path / QUARANTINE_DIR
+    found: list[QuarantinedFile] = []
+    for path in base.rglob("*") if base.is_dir() else ():
+        parsed = parse_relpath(path.relative_to(base).as_posix())
+        if parsed is None or not path.is_file():
+            continue
+        stat = path.stat()
+        end_ms = max(parsed.start_ms + 1, int(stat.st_mtime * 1000))
+        if end_ms <= cutoff_ms:
+            found.append(
+                QuarantinedFile(
+                    path.relative_to(base).as_posix(), parsed.camera_id, parsed.start_ms, end_ms, stat.st_size
+                )
+            )
+    return sorted(found, key=lambda f: (f.end_ms, f.relpath))
+
+
+def destroy_quarantined(
+    rt: Runtime,
+    actor: Actor,
+    files: Iterable[QuarantinedFile],
+    *,
+    reason: str,
+    clauses: Sequence[str] = ("S1",),
+    dry_run: bool = False,
+) -> QuarantineResult:
+    """Destroy these quarantined files unless protected.  For each, in one transaction: the
+    protection check, the disposal record, then the unlink as the last step before commit
+    (a failed unlink rolls the record back)."""
+    if not reason.strip():
+        raise ValueError("a deletion needs a reason")
+    base = rt.settings.recordings_path / QUARANTINE_DIR
+    result = QuarantineResult()
+    for f in files:
+        with rt.db.write() as s:
+            if is_protected(s, f.camera_id, f.start_ms, f.end_ms):
+                result.protected.append(f)
+                continue
+            if dry_run:
+                result.deleted.append(f)
+                continue
+            record_disposals(s, [(f.camera_id, f.start_ms, f.end_ms, f.bytes, reason[:100], actor.username)])
+            path = base / f.relpath
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+        result.deleted.append(f)
+    if (result.deleted or result.protected) and not dry_run:
+        rt.audit.record(
+            "storage.delete",
+            actor,
+            object_type="quarantined_file",
+            clauses=tuple(clauses),
+            details={
+                "reason": reason,
+                "deleted": len(result.deleted),
+                "bytes": result.bytes_freed,
+                "protected_refused": len(result.protected),
+                "files": [f.relpath for f in result.deleted][:1000],
+            },
+        )
+        log.info("deleted %d quarantined files (%d bytes): %s", len(result.deleted), result.bytes_freed, reason)
+    return result

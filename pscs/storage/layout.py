@@ -3,6 +3,7 @@
     <root>/<camera_id>/<YYYY-MM-DD>/<HH>/<start_ms>.mp4        main stream
     <root>/<camera_id>/<YYYY-MM-DD>/<HH>/<start_ms>.sub.mp4    sub stream (if recorded)
     ...<name>.partial                                          being written (never indexed)
+    <root>/.quarantine/<the same path>                         set aside by reconcile
 
 Day and hour are the UTC day and hour of ``start_ms``, so everything older than a cut-off
 sits in whole folders; a file's name alone says which camera, stream and start time it
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 PARTIAL_SUFFIX = ".partial"
+QUARANTINE_DIR = ".quarantine"  # files reconcile could not index; still recordings (S1)
 STREAMS = ("main", "sub")
 _NAME = re.compile(r"^(?P<start>\d{1,16})(?:\.(?P<stream>sub))?\.mp4(?P<partial>\.partial)?$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -11,7 +11,9 @@ before that worker is restarted).  Every repair is counted, logged and audited a
 * index rows whose file is missing are removed and the lost time is recorded as a
   ``RecordingGap`` (and logged as an error: this should never happen);
 * un-indexed files that cannot be indexed (no playable H.264, or overlapping an indexed
-  segment) are moved to ``<root>/.quarantine/`` for a person to look at, never deleted;
+  segment) are moved to ``<root>/.quarantine/`` for a person to look at, never deleted
+  here (retention destroys them at the same age as any recording:
+  :func:`pscs.storage.deletion.destroy_quarantined`);
 * files that are not ours are left alone and counted.
 """
 
@@ -29,7 +31,7 @@ from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
 from pscs.runtime import Runtime
 from pscs.storage.deletion import finish_pending_deletes
-from pscs.storage.layout import SegmentPath, parse_relpath
+from pscs.storage.layout import QUARANTINE_DIR, SegmentPath, parse_relpath
 from pscs.storage.models import PendingDelete, RecordingGap, Segment
 from pscs.storage.mp4 import complete_fragments_length, summarize
 from pscs.storage.ranges import Span, forget_segments, note_segment
@@ -210,11 +212,8 @@ def _forget_missing(rt: Runtime, rows: list) -> None:  # noqa: ANN001 - result r
         forget_segments(s, (Span(r.camera_id, r.stream, r.start_ms, r.end_ms) for r in rows))
 
 
-QUARANTINE = ".quarantine"
-
-
 def _quarantine(root: Path, relpath: str) -> None:
-    target = root / QUARANTINE / relpath
+    target = root / QUARANTINE_DIR / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(root / relpath, target)
     fsync_dir(target.parent)
