@@ -71,7 +71,7 @@ def test_route_role_matrix(runtime, clients_by_role):
         for method, path, route in all_routes(app):
             rule = rule_of(route.endpoint)
             if method == "WEBSOCKET":
-                if who == "anonymous" or (rule.kind is Kind.ROLES and who not in rule.roles):
+                if who == "anonymous" or (rule.kind is Kind.ROLES and who not in rule.roles_in(runtime.profile)):
                     with client.websocket_connect(concrete(path)) as ws:
                         if "error" not in ws.receive_json():
                             failures.append(f"{who:17} WS     {path}: not refused")
@@ -88,7 +88,7 @@ def test_route_role_matrix(runtime, clients_by_role):
             elif rule.kind is Kind.SIGNED_IN:
                 expected_open = True
             else:
-                expected_open = who in rule.roles
+                expected_open = who in rule.roles_in(runtime.profile)
             denied = response.status_code in (401, 403)
             if expected_open == denied:
                 failures.append(
@@ -115,3 +115,24 @@ def test_menu_follows_the_route_rules(sqlite_runtime):
     auditor_home = auditor.get("/", headers={"accept": "text/html"}).text
     assert 'href="/admin/users"' in admin_home and 'href="/audit"' not in admin_home
     assert 'href="/audit"' in auditor_home and 'href="/admin/users"' not in auditor_home
+
+
+def test_gates_and_menu_follow_the_policy_profile(sqlite_runtime):
+    """A department that changes who may do a thing in its profile changes the route gate
+    and the menu with it, not only the decision behind them."""
+    rt = sqlite_runtime
+    make_user(rt, "olive", ["operator"])
+    make_user(rt, "oscar", ["operator"])
+    olive = sign_in(client_for(rt), "olive")
+    assert olive.get("/api/v1/holds").status_code == 403  # Norwich: operators do not place holds
+    assert 'href="/console"' in olive.get("/", headers={"accept": "text/html"}).text
+
+    approvals = rt.profile.approvals.model_copy(update={"hold_place": ["operator", "investigator"]})
+    rt.profile = rt.profile.model_copy(
+        update={"approvals": approvals, "video_roles": ["investigator", "supervisor", "records_commander"]}
+    )
+    oscar = sign_in(client_for(rt), "oscar")  # (signing in acknowledges the changed profile, U3)
+    assert oscar.get("/api/v1/holds").status_code == 200
+    assert oscar.get("/api/v1/purposes").status_code == 403
+    home = oscar.get("/", headers={"accept": "text/html"}).text
+    assert 'href="/console"' not in home

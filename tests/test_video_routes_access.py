@@ -40,11 +40,11 @@ def test_console_routes_role_matrix(sqlite_runtime):
             response = client.request(
                 method, concrete(path), headers=headers, json={} if method != "GET" else None, follow_redirects=False
             )
-            expected_open = who != "anonymous" and who in rule.roles
+            expected_open = who != "anonymous" and who in rule.roles_in(rt.profile)
             if expected_open == (response.status_code in (401, 403)):
                 failures.append(f"{who:17} {method:6} {path}: {response.status_code}")
     assert failures == [], "\n".join(failures)
     # The live WebSocket declares its rule too, and refuses a caller without it.
-    assert rule_of(video.live_socket).roles == frozenset(purposes.VIDEO_ROLES)
+    assert rule_of(video.live_socket).roles_in(rt.profile) == frozenset(rt.profile.video_roles)
     with clients["auditor"].websocket_connect("/api/v1/live/1") as ws:
         assert "requires one of the roles" in ws.receive_json()["error"]

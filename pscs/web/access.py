@@ -2,6 +2,9 @@
 
 A route without a declaration is refused for everyone.  The declaration is an attribute
 on the endpoint, set by the decorators below, so the route x role test can read it too.
+Where the policy profile says who may do a thing (``video_roles``, ``approvals.*``), the
+declaration names that entry and the roles are read from the running profile on every
+request: a department that changes its profile moves the gate with the decision behind it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pscs.audit.events import Actor, Outcome
 from pscs.auth import service as auth
 from pscs.errors import AuthenticationFailed, PolicyDenied
 from pscs.policy import decisions
+from pscs.policy.profile import PolicyProfile
 from pscs.runtime import Runtime
 
 SESSION_COOKIE = "pscs_session"
@@ -42,9 +46,30 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class AccessRule:
     kind: Kind
-    roles: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()  # named here
+    profile_roles: tuple[str, ...] = ()  # profile entries naming more, e.g. "approvals.hold_place"
     # Pages a signed-in user must still reach before the gates (password change, U3).
     before_gates: bool = False
+
+    def roles_in(self, profile: PolicyProfile) -> frozenset[str]:
+        """The roles this rule admits under ``profile``."""
+        found = set(self.roles)
+        for entry in self.profile_roles:
+            value: Any = profile
+            for part in entry.split("."):
+                value = getattr(value, part)
+            found.update(value)
+        return frozenset(found)
+
+
+def _check_profile_entry(entry: str) -> None:
+    """Refuse at import a declaration naming a profile entry that does not exist."""
+    model: Any = PolicyProfile
+    for part in entry.split("."):
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            raise ValueError(f"access rule: the policy profile has no entry {entry!r}")
+        model = field.annotation
 
 
 def _declare(rule: AccessRule) -> Callable[[F], F]:
@@ -67,10 +92,28 @@ def signed_in_before_gates(fn: F) -> F:
     return _declare(AccessRule(Kind.SIGNED_IN, before_gates=True))(fn)
 
 
-def roles(*names: str, loopback: bool = False) -> Callable[[F], F]:
-    """The roles that may use the route; ``loopback`` also admits requests from this machine."""
-    kind = Kind.LOOPBACK_OR_ROLES if loopback else Kind.ROLES
-    return _declare(AccessRule(kind, frozenset(names)))
+def role_rule(*names: str, profile: tuple[str, ...] = ()) -> AccessRule:
+    """A rule admitting ``names`` and the roles the profile's ``profile`` entries list."""
+    for entry in profile:
+        _check_profile_entry(entry)
+    return AccessRule(Kind.ROLES, frozenset(names), profile)
+
+
+def requires(rule: AccessRule) -> Callable[[F], F]:
+    return _declare(rule)
+
+
+def roles(*names: str, loopback: bool = False, profile: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """The roles that may use the route (``names``, and those listed by the policy-profile
+    entries ``profile``); ``loopback`` also admits requests from this machine."""
+    rule = role_rule(*names, profile=profile)
+    return _declare(AccessRule(Kind.LOOPBACK_OR_ROLES, rule.roles, rule.profile_roles) if loopback else rule)
+
+
+def permits(request: Request, rule: AccessRule) -> bool:
+    """Whether the signed-in user holds one of the rule's roles (for what a page offers)."""
+    user = getattr(request.state, "user", None)
+    return user is not None and bool(user.roles & rule.roles_in(runtime_of(request).profile))
 
 
 ALL_ROLES = ("operator", "investigator", "supervisor", "records_commander", "auditor", "admin")
@@ -186,7 +229,7 @@ async def enforce_access(request: Request) -> None:
         raise _deny(request, actor, ack.reason, ack.clause, ack.reason)
 
     if rule.kind in (Kind.ROLES, Kind.LOOPBACK_OR_ROLES):
-        decision = decisions.role_access(view.roles, rule.roles)
+        decision = decisions.role_access(view.roles, rule.roles_in(rt.profile))
         if not decision.allowed:
             raise _deny(request, actor, decision.reason, decision.clause, decision.reason)
 

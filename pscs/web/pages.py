@@ -47,10 +47,11 @@ def _rule_for(app: Any, href: str) -> AccessRule | None:
 
 
 def navigation_for(app: Any, roles: frozenset[str]) -> list[NavItem]:
+    profile = app.state.runtime.profile
     visible = []
     for item in NAVIGATION:
         rule = _rule_for(app, item.href)
-        if rule is not None and (rule.kind in (Kind.PUBLIC, Kind.SIGNED_IN) or rule.roles & roles):
+        if rule is not None and (rule.kind in (Kind.PUBLIC, Kind.SIGNED_IN) or rule.roles_in(profile) & roles):
             visible.append(item)
     return visible
 

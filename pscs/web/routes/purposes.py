@@ -18,10 +18,8 @@ from pscs.web.access import roles, runtime_of
 
 router = APIRouter(tags=["purposes"])
 
-# The most a profile may name as video roles; the service checks the profile's own list.
-VIDEO_ROLES = ("operator", "investigator", "supervisor", "records_commander")
-video_roles = roles(*VIDEO_ROLES)
-designators = roles("supervisor")
+video_roles = roles(profile=("video_roles",))
+designators = roles(profile=("approvals.location_designation",))
 
 
 def caller_of(request: Request) -> Caller:

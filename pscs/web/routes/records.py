@@ -25,7 +25,7 @@ from pscs.retention.disposal import disposal_report, report_csv
 from pscs.retention.models import HOLD_REASONS
 from pscs.runtime import Runtime
 from pscs.web import pages
-from pscs.web.access import any_role, roles, runtime_of
+from pscs.web.access import any_role, permits, requires, role_rule, runtime_of
 
 router = APIRouter(tags=["records"])
 
@@ -36,14 +36,19 @@ def _ms_utc(ms: int) -> str:
 
 pages.templates.env.filters["ms_utc"] = _ms_utc  # footage times (epoch ms) as UTC in the records pages
 
-VIDEO = ("operator", "investigator", "supervisor", "records_commander")
-READERS = (*VIDEO, "auditor")
-HOLD_EDIT = ("investigator", "supervisor", "records_commander")
-HOLD_VIEW = (*HOLD_EDIT, "auditor")
-RECORDS_COMMANDER = ("records_commander",)
-LOG_READERS = ("records_commander", "auditor")
-DISPOSAL_SECOND = ("supervisor", "records_commander")
-COMPLIANCE = ("records_commander", "auditor", "admin")
+# Who may reach each group of routes.  Where the policy profile names the roles, the rule
+# reads them from it (the services behind the routes decide from the same entries).
+VIDEO = role_rule(profile=("video_roles",))
+READERS = role_rule("auditor", profile=("video_roles",))
+HOLD_PLACE = role_rule(profile=("approvals.hold_place",))
+HOLD_MANAGE = role_rule(profile=("approvals.hold_place", "approvals.hold_manage"))  # owners, and hold_manage
+HOLD_VIEW = role_rule("auditor", profile=("approvals.hold_place", "approvals.hold_manage"))
+REQUEST_DECIDERS = role_rule(profile=("approvals.storage_request",))
+LOG_READERS = role_rule("auditor", profile=("approvals.storage_request",))
+DISPOSAL_PROPOSERS = role_rule(profile=("approvals.evidence_disposal",))
+DISPOSAL_SECOND = role_rule(profile=("approvals.evidence_disposal_second",))
+CUSTODY = role_rule("investigator", "supervisor", "records_commander")  # hand-overs of evidence
+COMPLIANCE = role_rule("records_commander", "auditor", "admin")
 Reason = Literal["criminal_investigation", "prosecution", "foi_request", "litigation"]
 
 
@@ -92,7 +97,7 @@ class ReleaseBody(BaseModel):
 
 
 @router.get("/api/v1/holds")
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def list_holds(
     request: Request, status: Literal["active", "released", "lapsed"] | None = None, camera_id: int | None = None
 ) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def list_holds(
 
 
 @router.post("/api/v1/holds", status_code=201)
-@roles(*HOLD_EDIT)
+@requires(HOLD_PLACE)
 def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
     """Place a hold (S1): reason, case / docket / request number, cameras, time range."""
     return holds.place_hold(
@@ -116,13 +121,13 @@ def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
 
 
 @router.get("/api/v1/holds/{hold_id}")
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def get_hold(request: Request, hold_id: int) -> dict[str, Any]:
     return holds.get_hold(runtime_of(request), hold_id).as_dict()
 
 
 @router.patch("/api/v1/holds/{hold_id}")
-@roles(*HOLD_EDIT)
+@requires(HOLD_MANAGE)
 def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, Any]:
     return holds.change_hold(
         runtime_of(request),
@@ -138,13 +143,13 @@ def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, A
 
 
 @router.post("/api/v1/holds/{hold_id}/reaffirm")
-@roles(*HOLD_EDIT)
+@requires(HOLD_MANAGE)
 def reaffirm_hold(request: Request, hold_id: int, body: Note) -> dict[str, Any]:
     return holds.reaffirm_hold(runtime_of(request), request.state.actor, hold_id, body.note).as_dict()
 
 
 @router.post("/api/v1/holds/{hold_id}/release")
-@roles(*HOLD_EDIT)
+@requires(HOLD_MANAGE)
 def release_hold(request: Request, hold_id: int, body: ReleaseBody) -> dict[str, Any]:
     return holds.release_hold(runtime_of(request), request.state.actor, hold_id, body.reason).as_dict()
 
@@ -189,7 +194,7 @@ class Decision(BaseModel):
 
 
 @router.get("/api/v1/storage-requests")
-@roles(*READERS)
+@requires(READERS)
 def list_requests(
     request: Request,
     status: Literal["submitted", "approved", "denied", "fulfilled"] | None = None,
@@ -201,7 +206,7 @@ def list_requests(
 
 
 @router.post("/api/v1/storage-requests", status_code=201)
-@roles(*VIDEO)
+@requires(VIDEO)
 def submit_request(request: Request, body: NewRequest) -> dict[str, Any]:
     """File the storage request form (S2); a provisional hold is placed at once."""
     return requests.file_request(
@@ -219,13 +224,13 @@ def submit_request(request: Request, body: NewRequest) -> dict[str, Any]:
 
 
 @router.get("/api/v1/storage-requests/{number}")
-@roles(*READERS)
+@requires(READERS)
 def get_request(request: Request, number: str) -> dict[str, Any]:
     return requests.get_request(runtime_of(request), request.state.actor, number).as_dict()
 
 
 @router.post("/api/v1/storage-requests/{number}/decision")
-@roles(*RECORDS_COMMANDER)
+@requires(REQUEST_DECIDERS)
 def decide_request(request: Request, number: str, body: Decision) -> dict[str, Any]:
     """Approve (the footage becomes evidence, S3) or deny with a reason."""
     return requests.decide_request(
@@ -234,7 +239,7 @@ def decide_request(request: Request, number: str, body: Decision) -> dict[str, A
 
 
 @router.post("/api/v1/storage-requests/{number}/fulfil")
-@roles(*RECORDS_COMMANDER)
+@requires(REQUEST_DECIDERS)
 def fulfil_request(request: Request, number: str) -> dict[str, Any]:
     """Retry the evidence intake of an approved request."""
     return requests.fulfil_request(runtime_of(request), request.state.actor, number).as_dict()
@@ -256,27 +261,27 @@ class DisposalProposal(BaseModel):
 
 
 @router.get("/api/v1/evidence")
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def list_evidence(request: Request) -> dict[str, Any]:
     return {"items": [i.as_dict() for i in evidence.list_items(runtime_of(request))]}
 
 
 @router.get("/api/v1/evidence/{item_id}")
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def get_evidence(request: Request, item_id: int) -> dict[str, Any]:
     """The item, its chain of custody and its disposal authorisations."""
     return evidence.get_item(runtime_of(request), item_id).as_dict()
 
 
 @router.post("/api/v1/evidence/{item_id}/verify")
-@roles(*LOG_READERS)
+@requires(LOG_READERS)
 def verify_evidence(request: Request, item_id: int) -> dict[str, Any]:
     result = evidence.verify_item(runtime_of(request), request.state.actor, item_id)
     return {"item_id": item_id, "ok": result.ok, "files_checked": result.files_checked, "problems": result.problems}
 
 
 @router.post("/api/v1/evidence/{item_id}/transfer")
-@roles(*HOLD_EDIT)
+@requires(CUSTODY)
 def transfer_evidence(request: Request, item_id: int, body: Transfer) -> dict[str, Any]:
     event = evidence.transfer(
         runtime_of(request), request.state.actor, item_id, to=body.to, method=body.method, note=body.note
@@ -285,7 +290,7 @@ def transfer_evidence(request: Request, item_id: int, body: Transfer) -> dict[st
 
 
 @router.post("/api/v1/evidence/{item_id}/disposal", status_code=201)
-@roles(*RECORDS_COMMANDER)
+@requires(DISPOSAL_PROPOSERS)
 def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> dict[str, Any]:
     """Propose destroying an item whose case is closed (S3); a second person approves."""
     return evidence.propose_disposal(
@@ -299,13 +304,13 @@ def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> 
 
 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/approve")
-@roles(*DISPOSAL_SECOND)
+@requires(DISPOSAL_SECOND)
 def approve_disposal(request: Request, disposal_id: int) -> dict[str, Any]:
     return evidence.approve_disposal(runtime_of(request), request.state.actor, disposal_id)
 
 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/withdraw")
-@roles(*RECORDS_COMMANDER)
+@requires(DISPOSAL_PROPOSERS)
 def withdraw_disposal(request: Request, disposal_id: int, body: ReleaseBody) -> dict[str, Any]:
     return evidence.withdraw_disposal(runtime_of(request), request.state.actor, disposal_id, body.reason)
 
@@ -325,7 +330,7 @@ def _report(rt: Runtime, since: datetime | None, until: datetime | None):  # noq
 
 
 @router.get("/api/v1/retention/disposals")
-@roles(*LOG_READERS)
+@requires(LOG_READERS)
 def disposals(
     request: Request,
     since: datetime | None = None,
@@ -359,7 +364,7 @@ def disposals(
 
 
 @router.post("/api/v1/compliance/check")
-@roles(*COMPLIANCE)
+@requires(COMPLIANCE)
 def compliance_check(request: Request) -> dict[str, Any]:
     """S1-S3 and the audit chain, now."""
     report = run_compliance_check(runtime_of(request), request.state.actor)
@@ -385,7 +390,7 @@ def _form_ms(value: str, label: str) -> int:
 
 
 @router.get("/records", include_in_schema=False)
-@roles(*READERS)
+@requires(READERS)
 def records_page(request: Request) -> Response:
     rt = runtime_of(request)
     user = request.state.user
@@ -397,19 +402,19 @@ def records_page(request: Request) -> Response:
             "notices": holds.notices_for(rt, user.username, user.roles),
             "requests": mine[:20],
             "holds": holds.list_holds(
-                rt, status="active", owner=None if user.roles & set(LOG_READERS) else user.username
+                rt, status="active", owner=None if permits(request, LOG_READERS) else user.username
             )
-            if user.roles & set(HOLD_VIEW)
+            if permits(request, HOLD_VIEW)
             else [],
-            "can_hold": bool(user.roles & set(HOLD_VIEW)),
-            "can_log": bool(user.roles & set(LOG_READERS)),
+            "can_hold": permits(request, HOLD_VIEW),
+            "can_log": permits(request, LOG_READERS),
             "cameras": _cameras(rt),
         },
     )
 
 
 @router.get("/records/holds", include_in_schema=False)
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def holds_page(request: Request, status: Literal["active", "released", "lapsed", ""] = "active") -> Response:
     rt = runtime_of(request)
     return pages.render(
@@ -420,14 +425,14 @@ def holds_page(request: Request, status: Literal["active", "released", "lapsed",
             "status": status,
             "reasons": HOLD_REASONS,
             "cameras": _cameras(rt),
-            "can_edit": bool(request.state.user.roles & set(HOLD_EDIT)),
+            "can_edit": permits(request, HOLD_MANAGE),
             "review_days": rt.profile.retention.hold_review_days,
         },
     )
 
 
 @router.post("/records/holds", include_in_schema=False)
-@roles(*HOLD_EDIT)
+@requires(HOLD_PLACE)
 def holds_form(
     request: Request,
     camera_ids: Annotated[list[int], Form()],
@@ -451,7 +456,7 @@ def holds_form(
 
 
 @router.get("/records/holds/{hold_id}", include_in_schema=False)
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def hold_page(request: Request, hold_id: int) -> Response:
     rt = runtime_of(request)
     return pages.render(
@@ -460,27 +465,27 @@ def hold_page(request: Request, hold_id: int) -> Response:
         {
             "hold": holds.get_hold(rt, hold_id),
             "cameras": _cameras(rt),
-            "can_edit": bool(request.state.user.roles & set(HOLD_EDIT)),
+            "can_edit": permits(request, HOLD_MANAGE),
         },
     )
 
 
 @router.post("/records/holds/{hold_id}/reaffirm", include_in_schema=False)
-@roles(*HOLD_EDIT)
+@requires(HOLD_MANAGE)
 def hold_reaffirm_form(request: Request, hold_id: int, note: Annotated[str, Form()] = "") -> Response:
     holds.reaffirm_hold(runtime_of(request), request.state.actor, hold_id, note)
     return _back(f"/records/holds/{hold_id}")
 
 
 @router.post("/records/holds/{hold_id}/release", include_in_schema=False)
-@roles(*HOLD_EDIT)
+@requires(HOLD_MANAGE)
 def hold_release_form(request: Request, hold_id: int, reason: Annotated[str, Form()]) -> Response:
     holds.release_hold(runtime_of(request), request.state.actor, hold_id, reason)
     return _back(f"/records/holds/{hold_id}")
 
 
 @router.get("/records/requests", include_in_schema=False)
-@roles(*READERS)
+@requires(READERS)
 def requests_page(request: Request, status: str = "") -> Response:
     rt = runtime_of(request)
     views = requests.list_requests(rt, request.state.actor, status=status or None)
@@ -491,14 +496,14 @@ def requests_page(request: Request, status: str = "") -> Response:
             "requests": views,
             "status": status,
             "cameras": _cameras(rt),
-            "is_log": bool(request.state.user.roles & set(LOG_READERS)),
-            "can_file": bool(request.state.user.roles & set(VIDEO)),
+            "is_log": permits(request, LOG_READERS),
+            "can_file": permits(request, VIDEO),
         },
     )
 
 
 @router.get("/records/requests/new", include_in_schema=False)
-@roles(*VIDEO)
+@requires(VIDEO)
 def request_form_page(
     request: Request,
     camera_id: Annotated[int | None, Query(ge=1)] = None,
@@ -526,7 +531,7 @@ def request_form_page(
 
 
 @router.post("/records/requests", include_in_schema=False)
-@roles(*VIDEO)
+@requires(VIDEO)
 def request_submit_form(
     request: Request,
     unit: Annotated[str, Form()],
@@ -554,7 +559,7 @@ def request_submit_form(
 
 
 @router.get("/records/requests/blank-form.pdf", include_in_schema=False)
-@roles(*READERS)
+@requires(READERS)
 def blank_form(request: Request) -> Response:
     """The department's storage request form, blank, to print."""
     return _attachment(
@@ -563,7 +568,7 @@ def blank_form(request: Request) -> Response:
 
 
 @router.get("/records/requests/log.csv", include_in_schema=False)
-@roles(*LOG_READERS)
+@requires(LOG_READERS)
 def log_csv(request: Request, year: int | None = None) -> Response:
     rt = runtime_of(request)
     views = requests.list_requests(rt, request.state.actor, year=year)
@@ -577,7 +582,7 @@ def log_csv(request: Request, year: int | None = None) -> Response:
 
 
 @router.get("/records/requests/log.pdf", include_in_schema=False)
-@roles(*LOG_READERS)
+@requires(LOG_READERS)
 def log_pdf(request: Request, year: int | None = None) -> Response:
     rt = runtime_of(request)
     views = requests.list_requests(rt, request.state.actor, year=year)
@@ -591,7 +596,7 @@ def log_pdf(request: Request, year: int | None = None) -> Response:
 
 
 @router.get("/records/requests/{number}", include_in_schema=False)
-@roles(*READERS)
+@requires(READERS)
 def request_page(request: Request, number: str) -> Response:
     rt = runtime_of(request)
     view = requests.get_request(rt, request.state.actor, number)
@@ -607,7 +612,7 @@ def request_page(request: Request, number: str) -> Response:
 
 
 @router.get("/records/requests/{number}/form.pdf", include_in_schema=False)
-@roles(*READERS)
+@requires(READERS)
 def filled_form(request: Request, number: str) -> Response:
     rt = runtime_of(request)
     view = requests.get_request(rt, request.state.actor, number)
@@ -622,7 +627,7 @@ def filled_form(request: Request, number: str) -> Response:
 
 
 @router.post("/records/requests/{number}/decision", include_in_schema=False)
-@roles(*RECORDS_COMMANDER)
+@requires(REQUEST_DECIDERS)
 def decision_form(
     request: Request,
     number: str,
@@ -636,31 +641,30 @@ def decision_form(
 
 
 @router.get("/records/evidence", include_in_schema=False)
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def evidence_page(request: Request) -> Response:
     return pages.render(request, "evidence.html", {"items": evidence.list_items(runtime_of(request))})
 
 
 @router.get("/records/evidence/{item_id}", include_in_schema=False)
-@roles(*HOLD_VIEW)
+@requires(HOLD_VIEW)
 def evidence_item_page(request: Request, item_id: int) -> Response:
     rt = runtime_of(request)
-    user_roles = request.state.user.roles
     return pages.render(
         request,
         "evidence_detail.html",
         {
             "item": evidence.get_item(rt, item_id),
             "cameras": _cameras(rt),
-            "may_propose": bool(user_roles & set(rt.profile.approvals.evidence_disposal)),
-            "may_approve": bool(user_roles & set(rt.profile.approvals.evidence_disposal_second)),
+            "may_propose": permits(request, DISPOSAL_PROPOSERS),
+            "may_approve": permits(request, DISPOSAL_SECOND),
             "username": request.state.user.username,
         },
     )
 
 
 @router.post("/records/evidence/{item_id}/disposal", include_in_schema=False)
-@roles(*RECORDS_COMMANDER)
+@requires(DISPOSAL_PROPOSERS)
 def disposal_form(
     request: Request,
     item_id: int,
@@ -680,14 +684,14 @@ def disposal_form(
 
 
 @router.post("/records/evidence/disposals/{disposal_id}/approve", include_in_schema=False)
-@roles(*DISPOSAL_SECOND)
+@requires(DISPOSAL_SECOND)
 def disposal_approve_form(request: Request, disposal_id: int) -> Response:
     result = evidence.approve_disposal(runtime_of(request), request.state.actor, disposal_id)
     return _back(f"/records/evidence/{result['item_id']}")
 
 
 @router.get("/records/disposals", include_in_schema=False)
-@roles(*LOG_READERS)
+@requires(LOG_READERS)
 def disposals_page(request: Request, since: date | None = None, until: date | None = None) -> Response:
     rt = runtime_of(request)
     report = _report(

@@ -40,7 +40,7 @@ from pscs.video.playback import PlaybackStream, snapshot_at_png, timeline
 from pscs.video.zones import ZONES, LiftView, ZoneSet
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, runtime_of
-from pscs.web.routes.purposes import VIDEO_ROLES, caller_of, video_roles
+from pscs.web.routes.purposes import caller_of, video_roles
 
 router = APIRouter(tags=["video"])
 _hub_lock = threading.Lock()
@@ -486,4 +486,4 @@ def playback_index(request: Request) -> Response:
     return RedirectResponse(f"/console/playback/{cams[0]['id']}", status_code=303)
 
 
-__all__ = ["VIDEO_ROLES", "hub_of", "router"]
+__all__ = ["hub_of", "router"]

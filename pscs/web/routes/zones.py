@@ -18,10 +18,10 @@ from pscs.web.routes.purposes import caller_of
 router = APIRouter(tags=["privacy zones"])
 
 # The widest sets a profile may use; the service checks the profile's own lists.
-zone_roles = roles("admin", "supervisor")
-zone_proposers = roles("admin", "supervisor")
-zone_approvers = roles("supervisor", "records_commander", "admin")
-lift_roles = roles("investigator", "supervisor", "records_commander")
+zone_roles = roles(profile=("approvals.privacy_zone_propose", "approvals.privacy_zone_approve"))
+zone_proposers = roles(profile=("approvals.privacy_zone_propose",))
+zone_approvers = roles(profile=("approvals.privacy_zone_approve",))
+lift_roles = roles(profile=("approvals.mask_lift_request", "approvals.mask_lift_approve"))
 
 
 class Zone(BaseModel):
