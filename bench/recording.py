@@ -9,7 +9,10 @@ For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simu
    to 64 cameras before the next starts) and measures the
    CPU time (user + system, from /proc) of the worker processes and of the supervisor
    (threads of the benchmark's own process, which otherwise sleeps), the workers' memory,
-   and frames received against frames expected (loss);
+   and loss: the pictures the simulator had to drop because the recorder read too slowly,
+   plus those the recorder received and could not write, over the pictures sent (the
+   simulator logs both counts per client as it leaves; its own stalls, when it was starved
+   of CPU, are reported apart as source skips, and reconnects are counted);
 2. records the same streams with one ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment``
    per camera (the ffmpeg that imageio-ffmpeg ships) and measures the same.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 from sqlalchemy import select
@@ -48,7 +53,6 @@ from pscs.recording.models import CameraHealth
 from pscs.recording.supervisor import RecorderSupervisor
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-FPS = 25
 
 
 def cpu_seconds(pid: int) -> float:
@@ -75,13 +79,25 @@ def free_port() -> int:
 
 
 @dataclass
+class Loss:
+    sent: int = 0  # pictures the simulator sent to the recorder's sessions
+    dropped: int = 0  # dropped by the simulator: the recorder read too slowly
+    not_written: int = 0  # received by the recorder but not written (its dropped_packets)
+    source_skipped: int = 0  # the simulator's own stalls (not the recorder's doing)
+    reconnects: int = 0
+
+    @property
+    def percent(self) -> float:
+        return 100 * (self.dropped + self.not_written) / max(self.sent, 1)
+
+
+@dataclass
 class Measure:
     cpu_s: float
     rss: int
     pss: int
     window_s: float
-    frames: int | None = None
-    expected_frames: float | None = None
+    loss: Loss | None = None
 
     def per_camera_minute(self, n: int) -> float:
         return self.cpu_s / n / (self.window_s / 60)
@@ -98,7 +114,39 @@ def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> 
     return cpu, sum(m[0] for m in memory), sum(m[1] for m in memory), elapsed
 
 
-def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+class SimulatorLog:
+    """What the simulator logs, kept (a reader thread also keeps its pipe from filling)."""
+
+    CLIENT_LEFT = re.compile(r"client of (\S+) left: (\d+) pictures sent, (\d+) dropped")
+    STALL = re.compile(r"(\S+): the simulator fell [\d.]+ s behind; (\d+) pictures skipped")
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
+            self.lines.append(raw.decode(errors="replace"))
+
+    def loss_since(self, mark: int, clients: int, timeout_s: float = 15.0) -> Loss:
+        """Counts from the lines after ``mark``, once ``clients`` clients have left."""
+        deadline = time.monotonic() + timeout_s
+        while sum(1 for line in self.lines[mark:] if self.CLIENT_LEFT.search(line)) < clients:
+            if time.monotonic() > deadline:
+                print("  warning: not every recorder session was seen to end", file=sys.stderr)
+                break
+            time.sleep(0.2)
+        loss = Loss()
+        for line in self.lines[mark:]:
+            if m := self.CLIENT_LEFT.search(line):
+                loss.sent += int(m[2])
+                loss.dropped += int(m[3])
+            elif m := self.STALL.search(line):
+                loss.source_skipped += int(m[2])
+        return loss
+
+
+def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int, SimulatorLog]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -123,9 +171,7 @@ def start_simulator(n: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], i
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode()
         if "Ctrl-C" in line:
-            # Keep reading what it logs, or a full pipe would block it (and its exit).
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, port
+            return proc, port, SimulatorLog(proc.stdout)
         if proc.poll() is not None:
             raise RuntimeError("simulator exited: " + line)
     raise RuntimeError("simulator did not start")
@@ -146,7 +192,9 @@ def urls(port: int, n: int) -> list[str]:
     return [f"rtsp://127.0.0.1:{port}/cam{i:0{width}d}/main" for i in range(1, n + 1)]
 
 
-def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, seconds: float) -> Measure:
+def run_pscs(
+    camera_urls: list[str], sim_log: SimulatorLog, tmp: Path, workers: int, warmup: float, seconds: float
+) -> Measure:
     rt = init_installation(
         Settings(data_dir=tmp / f"pscs-{secrets.token_hex(3)}", min_free_bytes=0),
         admin_password="bench-password-123",  # noqa: S106
@@ -163,30 +211,24 @@ def run_pscs(camera_urls: list[str], tmp: Path, workers: int, warmup: float, sec
             main_url=url,
             public_area_attested=True,
         )
+    mark = len(sim_log.lines)
     supervisor = RecorderSupervisor(rt, RecorderConfig(workers=workers))
     supervisor.start()
     try:
         time.sleep(warmup)
         pids = supervisor.worker_pids()
-
-        def counters() -> dict[int, tuple[int, float]]:
-            with rt.db.session() as s:
-                rows = s.execute(select(CameraHealth.camera_id, CameraHealth.frames_total, CameraHealth.updated_at))
-                return {cid: (frames, at.timestamp()) for cid, frames, at in rows}
-
-        before = counters()
         # The supervisor (health, alerts, camera list) runs in threads of this process, which
         # otherwise sleeps: its CPU counts.  Its memory is the service's and is not counted.
         cpu, rss, pss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
-        after = counters()
-        # Each camera's frame counter is reported with its own time stamp: compare the
-        # frames received with the frames sent in exactly that interval.
-        received = sum(after[c][0] - before[c][0] for c in before if c in after)
-        expected = sum((after[c][1] - before[c][1]) * FPS for c in before if c in after)
     finally:
         supervisor.stop()
-        rt.close()
-    return Measure(cpu, rss, pss, elapsed, received, expected)
+    loss = sim_log.loss_since(mark, len(camera_urls))
+    with rt.db.session() as s:
+        for dropped, reconnects in s.execute(select(CameraHealth.dropped_packets, CameraHealth.reconnects)):
+            loss.not_written += dropped
+            loss.reconnects += max(0, reconnects - 1)  # the first connection is not a reconnect
+    rt.close()
+    return Measure(cpu, rss, pss, elapsed, loss)
 
 
 def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float) -> Measure:
@@ -251,14 +293,15 @@ def main() -> None:
     )
     try:
         for n in (int(x) for x in args.cameras.split(",")):
-            sim, port = start_simulator(n, cache)
+            sim, port, sim_log = start_simulator(n, cache)
             try:
                 camera_urls = urls(port, n)
                 ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}", args.warmup, args.seconds)
-                ours = run_pscs(camera_urls, tmp, args.workers, args.warmup, args.seconds)
+                ours = run_pscs(camera_urls, sim_log, tmp, args.workers, args.warmup, args.seconds)
             finally:
                 stop_simulator(sim)
-            loss = 100 * (1 - (ours.frames or 0) / max(ours.expected_frames or 1, 1))
+            assert ours.loss is not None
+            loss = ours.loss.percent
             cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
             mib = 1024 * 1024
             for who, m, ratio, lost in (("ffmpeg", ffmpeg, "", ""), ("pscs", ours, f"{cpu_ratio:.2f}", f"{loss:.2f}")):
@@ -267,6 +310,13 @@ def main() -> None:
                     f"{m.pss / n / mib:>11.1f} {lost:>7}",
                     flush=True,
                 )
+            lost = ours.loss
+            print(
+                f"{'':>4} {'':<7} {lost.sent:,} pictures sent to pscs: {lost.dropped} dropped (slow reader), "
+                f"{lost.not_written} not written, {lost.reconnects} reconnects; "
+                f"{lost.source_skipped} skipped by the simulator itself (source stall)",
+                flush=True,
+            )
             shutil.rmtree(tmp / f"ff{n}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

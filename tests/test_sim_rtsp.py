@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +33,7 @@ from pscs.sim import (
     render_clock_frame,
     render_grid,
     render_panorama_view,
+    streams,
 )
 from pscs.sim.h264 import NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS
 from pscs.sim.ptz import PRIVATE_WINDOW_COLOR
@@ -467,6 +470,40 @@ def test_clients_come_and_go_without_disturbing_each_other(sim: SimulatorServer)
     while sim.viewers("loop1") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sim.viewers("loop1") == 0, "every departed client was dropped"
+
+
+def test_a_client_that_reads_too_slowly_loses_pictures_and_the_simulator_says_how_many(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like a camera, the simulator never buffers without bound; the count it logs per
+    client is what the recording benchmark reports as the recorder's loss."""
+    monkeypatch.setattr(streams, "MAX_CLIENT_BACKLOG_BYTES", 16 * 1024)
+    caplog.set_level(logging.INFO, logger="pscs.sim.streams")
+    slow = RawRtspClient(sim.port)
+    try:
+        slow.play(sim.url("loop1"))
+        # Small kernel buffers on both ends (loopback would otherwise absorb megabytes), so
+        # that what the client does not read piles up in the simulator within seconds.
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ours = slow.sock.getsockname()
+        deadline = time.monotonic() + 2
+        while not (
+            mine := [k for k in sim.streams["loop1/main"].sinks if k.transport.get_extra_info("peername") == ours]
+        ):
+            assert time.monotonic() < deadline, "the simulator did not start sending to the client"
+            time.sleep(0.01)
+        [sink] = mine
+        sink.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        time.sleep(3)  # reads nothing: ~375 kB offered
+    finally:
+        slow.close()
+    pattern = re.compile(r"client of loop1/main left: (\d+) pictures sent, (\d+) dropped \(slow reader\)")
+    deadline = time.monotonic() + 5
+    while not (found := [m for r in caplog.records if (m := pattern.search(r.getMessage()))]):
+        assert time.monotonic() < deadline, "the simulator did not log the client's departure"
+        time.sleep(0.05)
+    sent, dropped = int(found[0][1]), int(found[0][2])
+    assert sent > 0 and dropped > 0 and sent + dropped <= 3.5 * 25
 
 
 # -- PTZ ------------------------------------------------------------------------------------------

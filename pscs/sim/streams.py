@@ -143,6 +143,14 @@ class MediaStream:
         if sink in self.sinks:
             self.sinks.remove(sink)
             self.source.on_viewers_changed(len(self.sinks))
+            # One line per client, for benchmarks: what it was sent and what it lost by
+            # reading too slowly (the recorder's loss, as opposed to the simulator's own stalls).
+            log.info(
+                "client of %s left: %d pictures sent, %d dropped (slow reader)",
+                self.path,
+                sink.frames_sent,
+                sink.frames_dropped,
+            )
 
     def publish(self, unit: PacketizedAccessUnit, rtp_timestamp: int, capture_time_us: int) -> None:
         """Send one access unit to every client (on the event loop thread)."""
@@ -319,7 +327,14 @@ class LoopSource:
         while self.next_due <= now:
             if now - self.next_due > MAX_LAG_S:
                 # Stalled (e.g. a suspended process): resume on schedule, from an IDR.
-                self._frame_number = math.ceil((time.monotonic() - stream.epoch) * stream.settings.fps)
+                behind = math.ceil((time.monotonic() - stream.epoch) * stream.settings.fps) - self._frame_number
+                log.warning(
+                    "%s: the simulator fell %.1f s behind; %d pictures skipped (source stall)",
+                    stream.path,
+                    now - self.next_due,
+                    behind,
+                )
+                self._frame_number += behind
                 self._index = self._loop_data.next_keyframe_index(self._index)
                 self.next_due = self._frame_due(self._frame_number)
                 continue
