@@ -1,6 +1,7 @@
 """Recording benchmark (issue 3): the pscs recorder against plain ffmpeg, same cameras, same run.
 
     .venv/bin/python bench/recording.py [--cameras 1,16,64,200] [--seconds 60] [--warmup 10] [--workers 2]
+                                        [--rounds 1]
 
 For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simulator's
 ``loop`` scene, in its own process so that its cost is not counted), then
@@ -32,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -285,6 +287,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="ffmpeg then pscs, this many times per N; the ratio shown is the median"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pscs-bench-rec-"))
     cache = tmp / "sim-cache"
@@ -294,32 +299,47 @@ def main() -> None:
     try:
         for n in (int(x) for x in args.cameras.split(",")):
             sim, port, sim_log = start_simulator(n, cache)
+            rounds: list[tuple[Measure, Measure]] = []
             try:
                 camera_urls = urls(port, n)
-                ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}", args.warmup, args.seconds)
-                ours = run_pscs(camera_urls, sim_log, tmp, args.workers, args.warmup, args.seconds)
+                for r in range(args.rounds):
+                    ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}-{r}", args.warmup, args.seconds)
+                    ours = run_pscs(camera_urls, sim_log, tmp, args.workers, args.warmup, args.seconds)
+                    rounds.append((ffmpeg, ours))
+                    shutil.rmtree(tmp / f"ff{n}-{r}", ignore_errors=True)
             finally:
                 stop_simulator(sim)
-            assert ours.loss is not None
-            loss = ours.loss.percent
-            cpu_ratio = ours.per_camera_minute(n) / max(ffmpeg.per_camera_minute(n), 1e-9)
-            mib = 1024 * 1024
-            for who, m, ratio, lost in (("ffmpeg", ffmpeg, "", ""), ("pscs", ours, f"{cpu_ratio:.2f}", f"{loss:.2f}")):
-                print(
-                    f"{n:>4} {who:<7} {m.per_camera_minute(n):>13.3f} {ratio:>6} {m.rss / n / mib:>11.1f} "
-                    f"{m.pss / n / mib:>11.1f} {lost:>7}",
-                    flush=True,
-                )
-            lost = ours.loss
-            print(
-                f"{'':>4} {'':<7} {lost.sent:,} pictures sent to pscs: {lost.dropped} dropped (slow reader), "
-                f"{lost.not_written} not written, {lost.reconnects} reconnects; "
-                f"{lost.source_skipped} skipped by the simulator itself (source stall)",
-                flush=True,
-            )
-            shutil.rmtree(tmp / f"ff{n}", ignore_errors=True)
+            report(n, rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(n: int, rounds: list[tuple[Measure, Measure]]) -> None:
+    """One line per recorder (medians over the rounds), and the loss in all rounds together."""
+    ratios = sorted(ours.per_camera_minute(n) / max(ff.per_camera_minute(n), 1e-9) for ff, ours in rounds)
+    loss = Loss()
+    for _, ours in rounds:
+        assert ours.loss is not None
+        for name in ("sent", "dropped", "not_written", "source_skipped", "reconnects"):
+            setattr(loss, name, getattr(loss, name) + getattr(ours.loss, name))
+    mib = 1024 * 1024
+    for who, index, ratio, lost in (
+        ("ffmpeg", 0, "", ""),
+        ("pscs", 1, f"{statistics.median(ratios):.2f}", f"{loss.percent:.2f}"),
+    ):
+        runs = [pair[index] for pair in rounds]
+        cpu = statistics.median(m.per_camera_minute(n) for m in runs)
+        rss = statistics.median(m.rss for m in runs) / n / mib
+        pss = statistics.median(m.pss for m in runs) / n / mib
+        print(f"{n:>4} {who:<7} {cpu:>13.3f} {ratio:>6} {rss:>11.1f} {pss:>11.1f} {lost:>7}", flush=True)
+    if len(ratios) > 1:
+        print(f"{'':>12} ratio in each round: {', '.join(f'{r:.2f}' for r in ratios)} (sorted)")
+    print(
+        f"{'':>12} {loss.sent:,} pictures sent to pscs: {loss.dropped} dropped (slow reader), "
+        f"{loss.not_written} not written, {loss.reconnects} reconnects; "
+        f"{loss.source_skipped} skipped by the simulator itself (source stall)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
