@@ -6,8 +6,8 @@
     supervisor.stop()
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
-worker processes (``assign_cameras``: one worker fills before the next starts), restarts a worker that dies (after
-reconciling that worker's cameras), picks up camera changes, writes each camera's health
+worker processes (``assign_cameras``: one fills before the next starts), restarts a worker
+that dies (after reconciling its cameras), picks up camera changes, writes each camera's health
 to ``camera_health`` every couple of seconds, raises an alert for a camera offline longer
 than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
 the single deletion path.
@@ -150,7 +150,7 @@ class RecorderSupervisor:
     def _spawn(self, handle: _WorkerHandle, first_gap_reason: str) -> None:
         # A fresh interpreter that imports only the recorder (``python -m pscs.recording``),
         # not multiprocessing's "spawn", which re-imports the parent's main module (the whole
-        # CLI and web stack: some 50 MB more in every worker).
+        # CLI and web stack: some 35 MB more in every worker).
         parent, child = socket.socketpair()
         spec = WorkerSpec(
             index=handle.index,

@@ -450,17 +450,14 @@ def expired_quarantine(rt: Runtime, cutoff_ms: int) -> list[QuarantinedFile]:
     base = rt.settings.recordings_path / QUARANTINE_DIR
     found: list[QuarantinedFile] = []
     for path in base.rglob("*") if base.is_dir() else ():
-        parsed = parse_relpath(path.relative_to(base).as_posix())
+        relpath = path.relative_to(base).as_posix()
+        parsed = parse_relpath(relpath)
         if parsed is None or not path.is_file():
             continue
         stat = path.stat()
         end_ms = max(parsed.start_ms + 1, int(stat.st_mtime * 1000))
         if end_ms <= cutoff_ms:
-            found.append(
-                QuarantinedFile(
-                    path.relative_to(base).as_posix(), parsed.camera_id, parsed.start_ms, end_ms, stat.st_size
-                )
-            )
+            found.append(QuarantinedFile(relpath, parsed.camera_id, parsed.start_ms, end_ms, stat.st_size))
     return sorted(found, key=lambda f: (f.end_ms, f.relpath))
 
 
