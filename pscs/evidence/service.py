@@ -612,8 +612,10 @@ def withdraw_disposal(rt: Runtime, actor: Actor, disposal_id: int, reason: str) 
             raise NotFound(f"no disposal authorisation {disposal_id}")
         if d.status != "proposed":
             raise Conflict(f"disposal authorisation {disposal_id} is {d.status}")
-        if actor.username != d.proposed_by and not (_roles(rt, actor) & set(rt.profile.approvals.evidence_disposal)):
-            raise PolicyDenied("only the proposer or the records commander withdraws a disposal proposal", "S3")
+        roles = _roles(rt, actor)
+        decision = decisions.may_withdraw_evidence_disposal(actor.username, roles, d.proposed_by, rt.profile)
+        if not decision.allowed:
+            raise PolicyDenied(decision.reason, decision.clause)
         d.status = "withdrawn"
         result = _disposal_dict(d)
     rt.audit.record(

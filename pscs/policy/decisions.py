@@ -217,11 +217,29 @@ def may_approve_mask_lift(
     return Decision.allow("U4")
 
 
+def may_end_mask_lift(
+    user_id: int, user_roles: frozenset[str], requester_id: int, approver_id: int | None, profile: PolicyProfile
+) -> Decision:
+    """U4: the requester, the approver, or anyone who may approve mask lifts ends one."""
+    if user_id in (requester_id, approver_id) or user_roles & frozenset(profile.approvals.mask_lift_approve):
+        return Decision.allow("U4")
+    return Decision.deny("U4", "only the requester or an approver may end a mask lift")
+
+
 # S1: retention and holds --------------------------------------------------------------------------
 DAY_MS = 86_400_000
-# Who may place, change and release holds (besides the provisional ones a storage request
-# places).  Not yet a profile entry; see docs/design/retention.md.
+# How long before its review date a hold's owner is reminded.  Not yet a profile entry;
+# see docs/design/retention.md.
 HOLD_REVIEW_REMINDER_DAYS = 14
+
+
+def may_withdraw_evidence_disposal(
+    username: str, user_roles: frozenset[str], proposer: str, profile: PolicyProfile
+) -> Decision:
+    """S3: the proposer, or someone who may propose disposals, withdraws a proposal."""
+    if username == proposer or user_roles & frozenset(profile.approvals.evidence_disposal):
+        return Decision.allow("S3")
+    return Decision.deny("S3", "only the proposer or the records commander withdraws a disposal proposal")
 
 
 def epoch_ms(when: datetime) -> int:
@@ -322,9 +340,14 @@ def may_file_storage_request(user_roles: frozenset[str], profile: PolicyProfile)
     return Decision.deny("S2", "filing a storage request needs a video role")
 
 
+def reads_whole_request_log(user_roles: frozenset[str], profile: PolicyProfile) -> bool:
+    """S2: the log is the records commander's (the deciders'), and auditors read it all."""
+    return bool(user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}))
+
+
 def may_see_request(username: str, user_roles: frozenset[str], requester: str, profile: PolicyProfile) -> Decision:
     """S2: the log is the records commander's; a requester sees their own; auditors read all."""
-    if username == requester or user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}):
+    if username == requester or reads_whole_request_log(user_roles, profile):
         return Decision.allow("S2")
     return Decision.deny("S2", "only the requester, the records commander and auditors see this request")
 

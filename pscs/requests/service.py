@@ -274,10 +274,8 @@ def list_requests(
         q = q.where(StorageRequest.status == status)
     if year:
         q = q.where(StorageRequest.year == year)
-    if actor is not None:
-        roles = roles_of(rt, actor)
-        if not roles & (frozenset(rt.profile.approvals.storage_request) | {"auditor"}):
-            q = q.where(StorageRequest.requester_username == actor.username)
+    if actor is not None and not decisions.reads_whole_request_log(roles_of(rt, actor), rt.profile):
+        q = q.where(StorageRequest.requester_username == actor.username)
     with rt.db.session() as s:
         return [_view(s, r) for r in s.scalars(q)]
 

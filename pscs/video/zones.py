@@ -431,10 +431,11 @@ def end_lift(rt: Runtime, caller: Caller, lift_id: int) -> LiftView:
         row = s.get(MaskLift, lift_id)
         if row is None:
             raise NotFound(f"no mask lift {lift_id}")
-        if caller.user_id not in (row.requested_by_id, row.decided_by_id) and not (
-            caller.roles & frozenset(rt.profile.approvals.mask_lift_approve)
-        ):
-            raise PolicyDenied("only the requester or an approver may end a mask lift", "U4")
+        decision = decisions.may_end_mask_lift(
+            caller.user_id, caller.roles, row.requested_by_id, row.decided_by_id, rt.profile
+        )
+        if not decision.allowed:
+            raise PolicyDenied(decision.reason, decision.clause)
         if row.status in ("requested", "approved") and row.ended_at is None:
             row.status = "ended" if row.status == "approved" else "withdrawn"
             row.ended_at, row.ended_by = utcnow(), caller.username
