@@ -222,17 +222,7 @@ def open_session(
         )
         raise PolicyDenied(decision.reason, decision.clause)
     assert purpose is not None
-    ended = _end_open(rt, caller.web_session_id, "replaced by a new purpose", now)
-    for old in ended:
-        rt.audit.record(
-            "purpose.end",
-            caller.actor,
-            object_type="purpose_session",
-            object_id=old,
-            clauses=("U1",),
-            purpose_session_id=old,
-            details={"reason": "replaced by a new purpose"},
-        )
+    _end_open(rt, caller, "replaced by a new purpose", now)
     with rt.db.write() as s:
         row = PurposeSession(
             user_id=caller.user_id,
@@ -263,12 +253,14 @@ def open_session(
     return view
 
 
-def _end_open(rt: Runtime, web_session_id: int, reason: str, now: datetime) -> list[int]:
+def _end_open(rt: Runtime, caller: Caller, reason: str, now: datetime) -> list[int]:
+    """End the caller's open purpose sessions (an expired one is closed as "expired") and
+    audit each that was still running; returns their ids."""
     with rt.db.write() as s:
         rows = list(
             s.scalars(
                 select(PurposeSession).where(
-                    PurposeSession.web_session_id == web_session_id, PurposeSession.ended_at.is_(None)
+                    PurposeSession.web_session_id == caller.web_session_id, PurposeSession.ended_at.is_(None)
                 )
             )
         )
@@ -278,7 +270,17 @@ def _end_open(rt: Runtime, web_session_id: int, reason: str, now: datetime) -> l
             row.end_reason = reason if now < row.expires_at else "expired"
             if now < row.expires_at:
                 ended.append(row.id)
-        return ended
+    for old in ended:
+        rt.audit.record(
+            "purpose.end",
+            caller.actor,
+            object_type="purpose_session",
+            object_id=old,
+            clauses=("U1",),
+            purpose_session_id=old,
+            details={"reason": reason},
+        )
+    return ended
 
 
 def current_session(rt: Runtime, web_session_id: int, now: datetime | None = None) -> PurposeView | None:
@@ -312,17 +314,7 @@ def get_session(rt: Runtime, purpose_session_id: int) -> PurposeView:
 
 def end_session(rt: Runtime, caller: Caller, reason: str = "ended by the user") -> int | None:
     """End the caller's open purpose session early; returns its id (None if none was open)."""
-    ended = _end_open(rt, caller.web_session_id, reason, utcnow())
-    for old in ended:
-        rt.audit.record(
-            "purpose.end",
-            caller.actor,
-            object_type="purpose_session",
-            object_id=old,
-            clauses=("U1",),
-            purpose_session_id=old,
-            details={"reason": reason},
-        )
+    ended = _end_open(rt, caller, reason, utcnow())
     return ended[0] if ended else None
 
 
