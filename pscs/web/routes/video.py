@@ -30,7 +30,7 @@ from pscs.audit.events import Outcome
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
 from pscs.errors import NotFound, PolicyDenied, PscsError
-from pscs.policy.decisions import may_handle_video
+from pscs.policy.decisions import Decision, may_handle_video
 from pscs.purposes import service as purposes
 from pscs.purposes.service import Caller, PurposeView
 from pscs.runtime import Runtime
@@ -226,6 +226,39 @@ def playback_stream(
     )
 
 
+class _PurposeWatch:
+    """Asks again, every ``RECHECK_S`` while video flows, whether the purpose session still
+    allows this camera (U1: it may have expired, been ended or lost its designation)."""
+
+    def __init__(self, rt: Runtime, purpose: PurposeView, camera_id: int, roles: frozenset[str]) -> None:
+        self.rt, self.purpose, self.camera_id, self.roles = rt, purpose, camera_id, roles
+        self.checked = time.monotonic()
+
+    async def refusal(self) -> Decision | None:
+        """The refusal once the session no longer allows the video; None while it does."""
+        if time.monotonic() - self.checked < RECHECK_S:
+            return None
+        self.checked = time.monotonic()
+        decision = await run_in_threadpool(purposes.still_valid, self.rt, self.purpose.id, self.camera_id, self.roles)
+        return None if decision.allowed else decision
+
+
+async def _audit_stop(
+    rt: Runtime, action: str, caller: Caller, purpose: PurposeView, camera_id: int, details: dict[str, Any]
+) -> None:
+    await run_in_threadpool(
+        rt.audit.record,
+        action,
+        caller.actor,
+        Outcome.ALLOWED,
+        object_type="camera",
+        object_id=camera_id,
+        clauses=(purpose.clause,),
+        purpose_session_id=purpose.id,
+        details=details,
+    )
+
+
 async def _audited_playback(
     rt: Runtime,
     caller: Caller,
@@ -237,19 +270,16 @@ async def _audited_playback(
 ) -> AsyncIterator[bytes]:
     sent = len(first)
     reason = "finished"
-    checked = time.monotonic()
+    watch = _PurposeWatch(rt, purpose, camera_id, caller.roles)
     try:
         yield first
         while True:
             chunk = await run_in_threadpool(next, chunks, None)
             if chunk is None:
                 break
-            if time.monotonic() - checked >= RECHECK_S:
-                checked = time.monotonic()
-                decision = await run_in_threadpool(purposes.still_valid, rt, purpose.id, camera_id, caller.roles)
-                if not decision.allowed:
-                    reason = decision.reason
-                    break
+            if refusal := await watch.refusal():
+                reason = refusal.reason
+                break
             sent += len(chunk)
             yield chunk
     except BaseException:
@@ -259,21 +289,13 @@ async def _audited_playback(
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(Exception):
                 await run_in_threadpool(chunks.close)  # type: ignore[attr-defined]
-            await run_in_threadpool(
-                rt.audit.record,
+            await _audit_stop(
+                rt,
                 "video.playback.stop",
-                caller.actor,
-                Outcome.ALLOWED,
-                object_type="camera",
-                object_id=camera_id,
-                clauses=(purpose.clause,),
-                purpose_session_id=purpose.id,
-                details={
-                    "range_from_ms": stream.first_ms,
-                    "range_to_ms": stream.last_ms,
-                    "bytes": sent,
-                    "reason": reason,
-                },
+                caller,
+                purpose,
+                camera_id,
+                {"range_from_ms": stream.first_ms, "range_to_ms": stream.last_ms, "bytes": sent, "reason": reason},
             )
 
 
@@ -356,7 +378,7 @@ async def live_socket(websocket: WebSocket) -> None:
         )
     )
     receiver = asyncio.ensure_future(websocket.receive())
-    checked = time.monotonic()
+    watch = _PurposeWatch(rt, purpose, camera_id, caller.roles)
     try:
         while True:
             getter = asyncio.ensure_future(sub.next())
@@ -380,34 +402,28 @@ async def live_socket(websocket: WebSocket) -> None:
                     await websocket.send_text(item)
             else:
                 getter.cancel()
-            if time.monotonic() - checked >= RECHECK_S:
-                checked = time.monotonic()
-                decision = await run_in_threadpool(purposes.still_valid, rt, purpose.id, camera_id, caller.roles)
-                if not decision.allowed:
-                    reason = decision.reason
-                    await websocket.send_text(
-                        json.dumps({"state": "session-ended", "reason": decision.reason, "clause": decision.clause})
-                    )
-                    break
-                if lift is not None and lift.expires_at is not None and utcnow() >= lift.expires_at:
-                    await websocket.send_text(json.dumps({"lift": None}))
-                    lift = None
+            if refusal := await watch.refusal():
+                reason = refusal.reason
+                await websocket.send_text(
+                    json.dumps({"state": "session-ended", "reason": refusal.reason, "clause": refusal.clause})
+                )
+                break
+            if lift is not None and lift.expires_at is not None and utcnow() >= lift.expires_at:
+                await websocket.send_text(json.dumps({"lift": None}))
+                lift = None
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass
     finally:
         receiver.cancel()
         hub.unsubscribe(sub)
         with anyio.CancelScope(shield=True):
-            await run_in_threadpool(
-                rt.audit.record,
+            await _audit_stop(
+                rt,
                 "video.live.stop",
-                caller.actor,
-                Outcome.ALLOWED,
-                object_type="camera",
-                object_id=camera_id,
-                clauses=(purpose.clause,),
-                purpose_session_id=purpose.id,
-                details=details | {"seconds": round(time.monotonic() - started, 1), "bytes": sent, "reason": reason},
+                caller,
+                purpose,
+                camera_id,
+                details | {"seconds": round(time.monotonic() - started, 1), "bytes": sent, "reason": reason},
             )
             with contextlib.suppress(Exception):
                 if websocket.application_state == WebSocketState.CONNECTED:
