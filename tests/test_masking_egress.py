@@ -6,6 +6,7 @@ without re-encoding."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from pscs.video import zones as zone_service
 from pscs.video.masking import MASK_Y, zone_mask
 from pscs.video.synthetic import record_clock_segments
 from pscs.video.zones import ZONES
+from pscs.web.routes import video as video_routes
 from pscs.web.routes.video import hub_of
 from tests.web_helpers import client_for, csrf_of, make_user, sign_in
 
@@ -172,6 +174,30 @@ def test_U4_live_view_is_masked_in_every_picture(sqlite_runtime, sim):
     assert start.object_id == str(cam) and start.purpose_session_id and '"masked":true' in start.details
     stop = wait_for_audit(rt, "video.live.stop")
     assert stop.purpose_session_id == start.purpose_session_id
+    hub_of(client.app).close()
+
+
+def test_U1_live_view_stops_when_its_purpose_session_ends(sqlite_runtime, sim, monkeypatch):
+    """The purpose is asked again while video flows: ending it ends the view, with the reason."""
+    monkeypatch.setattr(video_routes, "RECHECK_S", 0.2)
+    rt = sqlite_runtime
+    cam = register(rt, sim, "cam2")
+    client = operator_with_purpose(rt)
+    texts: list[dict] = []
+    with client.websocket_connect(f"/api/v1/live/{cam}?stream=sub") as ws:
+        while not ws.receive().get("bytes"):
+            pass  # the purpose, then the first video
+        assert client.post("/api/v1/purpose-sessions/current/end").status_code == 200
+        deadline = time.monotonic() + 10
+        while not any(t.get("state") == "session-ended" for t in texts):
+            assert time.monotonic() < deadline, "the live view went on after its purpose ended"
+            message = ws.receive()
+            if message.get("text"):
+                texts.append(json.loads(message["text"]))
+    [ended] = [t for t in texts if t.get("state") == "session-ended"]
+    assert ended["clause"] == "U1"
+    stop = wait_for_audit(rt, "video.live.stop")
+    assert json.loads(stop.details)["reason"] == ended["reason"]
     hub_of(client.app).close()
 
 

@@ -346,7 +346,7 @@ def require_view(
 
 
 def still_valid(rt: Runtime, purpose_session_id: int, camera_id: int, roles: frozenset[str]) -> decisions.Decision:
-    """Re-check a purpose session during a long view (live streams check every second)."""
+    """Re-check a purpose session during a long view (live and playback ask every couple of seconds)."""
     view = get_session(rt, purpose_session_id)
     return decisions.may_view(roles, view.state, camera_id, utcnow(), rt.profile)
 
