@@ -25,6 +25,7 @@ import av
 import av.error
 
 from pscs.cameras.sources import RecordingSource
+from pscs.recording.pacing import ReadPacer
 from pscs.storage.segments import MP4_OPTIONS, SegmentFile, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class RecorderConfig:
     disk_check_interval_s: float = 10.0
     max_timestamp_jump_s: float = 5.0
     max_clock_drift_s: float = 2.0
+    read_batch_s: float = 0.2  # once caught up with a camera, sleep this long between reads (0: never)
     worker_restart_max_s: float = 10.0
 
 
@@ -180,6 +182,7 @@ class CameraRecorder(threading.Thread):
         self._last_end_ms: int | None = None
         self._frames_this_connection = 0
         self._in_stream: Any = None
+        self._pacer = ReadPacer(config.read_batch_s)
         self._reset_run()
 
     # Control ----------------------------------------------------------------------------------
@@ -259,12 +262,19 @@ class CameraRecorder(threading.Thread):
                 stream = self._video_stream(container)
             self._in_stream = stream
             self.stats.reconnects += 1
+            read_started = time.monotonic()
             for packet in container.demux(stream):
+                returned = time.monotonic()
                 if self._stopping.is_set() or self._writes_paused.is_set():
                     break
                 if packet.size == 0:
                     continue  # end-of-stream marker
                 self._on_packet(packet)
+                if self._last_dts is not None:
+                    nap = self._pacer.nap_after(self._seconds(self._last_dts), read_started, returned)
+                    if nap:
+                        self._stopping.wait(nap)  # the socket buffer holds what arrives meanwhile
+                read_started = time.monotonic()
         finally:
             try:
                 self._end_run()
@@ -297,6 +307,7 @@ class CameraRecorder(threading.Thread):
         self._last_dts: int | None = None
         self._step = 0  # one frame's duration, in time-base units
         self._held: Any = None  # a first keyframe that came without a timestamp
+        self._pacer.reset()
 
     def _set_time_base(self, num: int, den: int) -> None:
         self._tb_num, self._tb_den = num, den
