@@ -85,6 +85,7 @@ class RecorderSupervisor:
         self._health_rows: set[int] = set()  # camera ids that have a camera_health row
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._waker: tuple[socket.socket, socket.socket] | None = None  # stop() rings it to wake the watch loop
         self._threads: list[threading.Thread] = []
         self._writes_paused = False
         self.started = False
@@ -104,6 +105,7 @@ class RecorderSupervisor:
         self._refresh_cameras()
         self._send_assignments("not recording (recorder was stopped)")
         self.started = True
+        self._waker = socket.socketpair()
         for target, name in ((self._watch, "recorder-watch"), (self._disk_loop, "recorder-disk")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -114,6 +116,8 @@ class RecorderSupervisor:
         if not self.started:
             return
         self._stopping.set()
+        if self._waker is not None:
+            self._waker[1].send(b"!")
         for thread in self._threads:
             thread.join(_STOP_TIMEOUT_S)
         for handle in self._workers:
@@ -135,6 +139,9 @@ class RecorderSupervisor:
             for snapshot in self._health.values():
                 snapshot.update(state="stopped", state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
         self._write_health()
+        for end in self._waker or ():
+            end.close()
+        self._waker = None
         self.started = False
         self.rt.audit.record("recorder.stop", ACTOR)
 
@@ -260,12 +267,18 @@ class RecorderSupervisor:
 
     # Watching ------------------------------------------------------------------------------
     def _watch(self) -> None:
+        # The loop sleeps until a worker says something, a worker dies (its connection
+        # reads EOF), stop() rings the waker, or the next piece of routine work is due:
+        # an idle recorder costs next to nothing between health reports.
+        assert self._waker is not None
+        waker = self._waker[0]
         next_health = next_refresh = 0.0
         while not self._stopping.is_set():
+            due = min(next_health, next_refresh, *(h.restart_at for h in self._workers if h.restart_at is not None))
             conns = [h.conn for h in self._workers if h.conn is not None]
-            ready = wait(conns, timeout=0.25) if conns else (self._stopping.wait(0.25) and [])
-            for conn in ready or []:
-                self._receive(conn)  # type: ignore[arg-type]
+            for ready in wait([*conns, waker], timeout=max(0.0, due - time.monotonic())):
+                if ready is not waker:
+                    self._receive(ready)  # type: ignore[arg-type]
             try:
                 self._check_workers()
                 now = time.monotonic()
@@ -292,7 +305,11 @@ class RecorderSupervisor:
                             snapshot["worker"] = handle.index
                             self._health[snapshot["camera_id"]] = snapshot
         except (EOFError, OSError):
-            pass  # the worker died; _check_workers handles it
+            # The worker is gone (a connection only closes when its process exits): let it
+            # finish exiting, so that _check_workers sees it dead now rather than a lap later.
+            if handle is not None and handle.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    handle.process.wait(2.0)
 
     def _write_health(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ Protocol over the connection on file descriptor FD (plain picklable tuples):
 
 * supervisor -> worker: first ``("spec", WorkerSpec)``; then ``("cameras", [RecordingSource,
   ...])``, ``("pause_writes", bool)``, ``("stop", None)``;
-* worker -> supervisor: ``("health", [snapshot dict, ...])`` every second.
+* worker -> supervisor: ``("health", [snapshot dict, ...])`` every ``health_interval_s``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pscs.recording.camera import CameraRecorder, RecorderConfig
 from pscs.storage.segments import SegmentStore
 
 log = logging.getLogger(__name__)
-REPORT_INTERVAL_S = 1.0
 STOP_JOIN_S = 8.0
 
 
@@ -81,9 +80,9 @@ class Worker:
     def run(self) -> None:
         next_report = 0.0
         while not self.stopping:
-            # Commands wake this loop at once; otherwise it wakes only to report (and to
-            # notice a stop request from the signal handler).
-            if self.conn.poll(max(0.0, min(0.5, next_report - time.monotonic()))):
+            # Commands wake this loop at once; otherwise it wakes only to report (and so
+            # notices a stop request from the signal handler within one interval).
+            if self.conn.poll(max(0.0, next_report - time.monotonic())):
                 try:
                     command, argument = self.conn.recv()
                 except (EOFError, OSError):
@@ -96,7 +95,7 @@ class Worker:
                     break
             now = time.monotonic()
             if now >= next_report:
-                next_report = now + REPORT_INTERVAL_S
+                next_report = now + self.spec.config.health_interval_s
                 try:
                     self.conn.send(("health", [r.stats.snapshot() for r in self.recorders.values()]))
                 except (BrokenPipeError, OSError):
