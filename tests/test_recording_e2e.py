@@ -26,7 +26,7 @@ from pscs.recording.models import Alert, CameraHealth
 from pscs.recording.supervisor import RecorderSupervisor
 from pscs.runtime import Runtime
 from pscs.storage.models import RecordingGap, Segment
-from pscs.storage.segments import file_sha256
+from pscs.storage.segment_files import file_sha256
 from tests.peers.gst_rtsp_server import GstCamera, free_port
 
 pytestmark = [pytest.mark.gstreamer, pytest.mark.usefixtures("need_gstreamer")]

@@ -6,16 +6,19 @@ RTSP server, plus authentication, non-H.264 cameras and worker crashes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from pscs.recording.supervisor import RecorderSupervisor
 from pscs.runtime import Runtime
 from pscs.sim.encoder import StreamSettings
 from pscs.sim.server import CameraSpec, SimulatorServer
+from tests.capabilities import PG_ADMIN_URL
 from tests.test_recording_e2e import (
     assert_contiguous_or_gap,
     assert_disk_matches_index,
@@ -82,3 +85,40 @@ def test_simulator_outage_resumes_within_2s_with_a_gap(
     assert resumed and up_ms - 100 <= gap.end_ms < up_ms + 2000
     assert gap.start_ms <= down_ms + 1000  # the gap starts where the last segment before it ended
     assert_contiguous_or_gap(rt, camera_id)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_S1_recording_goes_on_through_a_database_outage_and_is_indexed_when_it_returns(
+    db_url: str,
+    runtime: Runtime,
+    sim: SimulatorServer,
+    supervisor_factory: Callable[..., RecorderSupervisor],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Workers hold no database connection: they write files, the supervisor indexes them,
+    and while the database is away it keeps the rows and retries, so the recording has no
+    hole and no file is left for the next start's reconcile."""
+    camera_id = register(runtime, "Sim loop", sim.url("loop1"))
+    supervisor = supervisor_factory(runtime)
+    wait_for(lambda: len(segments(runtime, camera_id)) >= 2, 20, "two segments")
+    root = runtime.settings.recordings_path
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = db_url.rsplit("/", 1)[1]
+    with caplog.at_level(logging.INFO, logger="pscs.recording.supervisor"):
+        with admin.connect() as conn:  # the database goes away: no connection is allowed in
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        files_before = set(root.rglob("*.mp4"))
+        wait_for(lambda: len(set(root.rglob("*.mp4")) - files_before) >= 2, 20, "two segments written while it is away")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        on_disk = lambda: {str(p.relative_to(root)) for p in root.rglob("*.mp4")}  # noqa: E731
+        wait_for(lambda: on_disk() <= {s.path for s in segments(runtime, camera_id)}, 20, "indexing to catch up")
+        supervisor.stop()
+    assert "database unavailable" in caplog.text and "indexing caught up" in caplog.text
+    rows = segments(runtime, camera_id)
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert after.start_ms == before.end_ms, "the outage left a hole in the recording"
+    assert gaps(runtime, camera_id) == [] or all("stopped" in g.reason for g in gaps(runtime, camera_id))
+    assert_disk_matches_index(runtime)  # every file indexed by the supervisor, none left for reconcile

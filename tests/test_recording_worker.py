@@ -1,5 +1,6 @@
 """The recorder worker process stays lean: every module it imports is memory in every
-worker, so it imports the recorder and the segment store and not the service around them."""
+worker, so it imports the recorder and the segment files and not the service around them,
+not even the database layer (the supervisor indexes what workers write)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import subprocess
 import sys
 
 # The service's layers a worker has no use for (and the heavy libraries they bring).
-NOT_IN_A_WORKER = ("pscs.web", "pscs.cli", "pscs.audit", "pscs.runtime", "fastapi", "typer", "rich", "pydantic")
+NOT_IN_A_WORKER = (
+    "pscs.web",
+    "pscs.cli",
+    "pscs.audit",
+    "pscs.runtime",
+    "pscs.db",
+    "fastapi",
+    "typer",
+    "rich",
+    "pydantic",
+    "sqlalchemy",
+)
 
 
-def test_a_worker_process_imports_neither_the_web_nor_the_cli_nor_the_audit_layer() -> None:
+def test_a_worker_process_imports_neither_the_web_nor_the_cli_nor_the_audit_nor_the_database_layer() -> None:
     # The real entry point, given a connection whose supervisor end is already closed: it
     # imports everything a worker imports, finds no spec and returns.
     probe = (

@@ -27,7 +27,8 @@ from pscs.storage.mp4 import complete_fragments_length
 from pscs.storage.pressure import DiskUsage, relieve_disk_pressure
 from pscs.storage.protection import ProtectedRange, protection_source
 from pscs.storage.reconcile import reconcile
-from pscs.storage.segments import MP4_OPTIONS, SegmentStore, file_sha256
+from pscs.storage.segment_files import MP4_OPTIONS, file_sha256
+from pscs.storage.segments import SegmentStore
 
 ADMIN = Actor(username="admin", user_id=1)
 SWEEPER = Actor.system("retention")

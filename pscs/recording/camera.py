@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import av
@@ -26,7 +26,7 @@ import av.error
 
 from pscs.cameras.sources import RecordingSource
 from pscs.recording.pacing import ReadPacer
-from pscs.storage.segments import MP4_OPTIONS, SegmentFile, SegmentStore
+from pscs.storage.segment_files import MP4_OPTIONS, FinishedSegment, SegmentFile, SegmentWriter
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,16 @@ class CameraStats:
         }
 
 
+class IndexSink(Protocol):
+    """Where a camera's finished segments and gaps go to be indexed (in a worker: to the
+    supervisor).  Neither call may raise: a file that never gets its row is durable on
+    disk, and reconcile indexes it at the next start."""
+
+    def segment_finished(self, finished: FinishedSegment) -> None: ...
+
+    def gap(self, camera_id: int, start_ms: int, end_ms: int, reason: str) -> None: ...
+
+
 class _OpenSegment:
     def __init__(self, file: SegmentFile, container: Any, stream: Any, start_ts: int) -> None:
         self.file = file
@@ -166,20 +176,24 @@ class CameraRecorder(threading.Thread):
     def __init__(
         self,
         source: RecordingSource,
-        store: SegmentStore,
+        files: SegmentWriter,
+        index: IndexSink,
         config: RecorderConfig,
         writes_paused: threading.Event,
+        *,
+        last_end_ms: int | None,
         first_gap_reason: str = "not recording (recorder stopped or camera disabled)",
     ) -> None:
         super().__init__(name=f"camera-{source.camera_id}", daemon=True)
         self.source = source
-        self.store = store
+        self.files = files
+        self.index = index
         self.config = config
         self.stats = CameraStats(source.camera_id)
         self._writes_paused = writes_paused
         self._stopping = threading.Event()
         self._gap_reason = first_gap_reason
-        self._last_end_ms: int | None = None
+        self._last_end_ms = last_end_ms  # never start a run before this: segments do not overlap
         self._frames_this_connection = 0
         self._in_stream: Any = None
         self._pacer = ReadPacer(config.read_batch_s)
@@ -194,10 +208,6 @@ class CameraRecorder(threading.Thread):
         return self.source.camera_id
 
     def run(self) -> None:
-        try:
-            self._last_end_ms = self.store.last_end_ms(self.camera_id)
-        except Exception:  # the database may be briefly unavailable: a gap will say so later
-            log.exception("camera %s: cannot read the last segment's end", self.camera_id)
         backoff = self.config.reconnect_initial_s
         while not self._stopping.is_set():
             if self._writes_paused.is_set():
@@ -396,12 +406,12 @@ class CameraRecorder(threading.Thread):
         log.info("camera %s (%s) recording", self.camera_id, self.source.name)
 
     def _open_segment(self, ts: int) -> None:
-        file = self.store.open_segment(self.camera_id, "main", self._ms(ts))
+        file = self.files.open_segment(self.camera_id, "main", self._ms(ts))
         try:
             container = av.open(file, "w", format="mp4", options=MP4_OPTIONS, buffer_size=WRITE_BUFFER_BYTES)
             stream = container.add_stream_from_template(self._in_stream)
         except Exception:
-            self.store.discard(file)
+            self.files.discard(file)
             raise
         self._segment = _OpenSegment(file, container, stream, ts)
 
@@ -430,15 +440,16 @@ class CameraRecorder(threading.Thread):
             return
         start_ms, end_ms = self._ms(seg.start_ts), self._ms(end_ts)
         if seg.frames == 0 or end_ms <= start_ms:
-            self.store.discard(seg.file)
+            self.files.discard(seg.file)
             return
         try:
-            row = self.store.commit(seg.file, duration_ms=end_ms - start_ms, frames=seg.frames)
+            finished = self.files.finish(seg.file, duration_ms=end_ms - start_ms, frames=seg.frames)
         except Exception:
-            # The file is durable (or a .partial); reconcile indexes it at the next start.
-            log.exception("camera %s: indexing segment %s failed", self.camera_id, seg.file.relpath)
+            # Still a .partial: reconcile salvages its complete fragments at the next start.
+            log.exception("camera %s: finishing segment %s failed", self.camera_id, seg.file.relpath)
             return
-        self._last_end_ms = row.end_ms
+        self.index.segment_finished(finished)
+        self._last_end_ms = finished.end_ms
         self.stats.segments_written += 1
 
     def _end_run(self, end_ts: int | None = None) -> None:
@@ -450,7 +461,4 @@ class CameraRecorder(threading.Thread):
         self._reset_run()
 
     def _record_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
-        try:
-            self.store.record_gap(self.camera_id, start_ms, end_ms, reason)
-        except Exception:
-            log.exception("camera %s: recording a gap failed", self.camera_id)
+        self.index.gap(self.camera_id, start_ms, end_ms, reason)

@@ -6,8 +6,9 @@
     supervisor.stop()
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
-worker processes (``assign_cameras``: one fills before the next starts), restarts a worker
-that dies (after reconciling its cameras), picks up camera changes, writes each camera's health
+worker processes (``assign_cameras``: one fills before the next starts), indexes the
+segments and gaps the workers report (retrying while the database is unavailable), restarts
+a worker that dies (after reconciling its cameras), picks up camera changes, writes each camera's health
 to ``camera_health`` every couple of seconds, raises an alert for a camera offline longer
 than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
 the single deletion path.
@@ -23,12 +24,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
@@ -43,10 +46,18 @@ from pscs.recording.worker import WorkerSpec
 from pscs.runtime import Runtime
 from pscs.storage.pressure import UsageProbe, disk_usage, relieve_disk_pressure
 from pscs.storage.reconcile import reconcile
+from pscs.storage.segment_files import FinishedSegment
+from pscs.storage.segments import SegmentIndex
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("recorder")
 _STOP_TIMEOUT_S = 12.0
+_INDEX_RETRY_S = 2.0
+# Index rows waiting while the database is unavailable (~7 hours of 200 cameras): past that
+# the oldest are dropped from memory; their files are on disk and reconcile indexes them.
+_MAX_UNINDEXED = 50_000
+
+_Gap = tuple[int, int, int, str]  # camera id, start ms, end ms, reason
 
 
 @dataclass
@@ -83,6 +94,9 @@ class RecorderSupervisor:
         self._names: dict[int, str] = {}
         self._cameras_seen: tuple[Any, ...] | None = None  # (count, last change) of the cameras table
         self._health_rows: set[int] = set()  # camera ids that have a camera_health row
+        self._index = SegmentIndex(runtime.db)
+        self._unindexed: deque[FinishedSegment | _Gap] = deque()  # reported by workers, in order
+        self._index_retry_at: float | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._waker: tuple[socket.socket, socket.socket] | None = None  # stop() rings it to wake the watch loop
@@ -122,19 +136,25 @@ class RecorderSupervisor:
             thread.join(_STOP_TIMEOUT_S)
         for handle in self._workers:
             self._send(handle, ("stop", None))
+        # Workers finish their open segments as they stop: keep reading what they report.
         deadline = time.monotonic() + _STOP_TIMEOUT_S
-        for handle in self._workers:
-            if handle.process is None:
-                continue
-            try:
-                handle.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.error("recorder worker %d did not stop; killing it", handle.index)
-                handle.process.kill()
-                handle.process.wait(2)
+        running = [h for h in self._workers if h.process is not None]
+        while running and time.monotonic() < deadline:
+            for conn in wait([h.conn for h in running if h.conn is not None], timeout=0.2):
+                self._receive(conn)  # type: ignore[arg-type]
+            running = [h for h in running if h.process is not None and h.process.poll() is None]
+        for handle in running:
+            log.error("recorder worker %d did not stop; killing it", handle.index)
+            assert handle.process is not None
+            handle.process.kill()
+            handle.process.wait(2)
         for handle in self._workers:
             if handle.conn is not None:
+                self._receive(handle.conn)
                 handle.conn.close()
+        self._flush_index()
+        if self._unindexed:
+            log.error("recorder supervisor: %d index rows left for reconcile at the next start", len(self._unindexed))
         with self._lock:
             for snapshot in self._health.values():
                 snapshot.update(state="stopped", state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
@@ -161,7 +181,6 @@ class RecorderSupervisor:
         parent, child = socket.socketpair()
         spec = WorkerSpec(
             index=handle.index,
-            db_url=self.rt.db.url,
             recordings_root=self.rt.settings.recordings_path,
             config=self.config,
             first_gap_reason=first_gap_reason,
@@ -222,8 +241,16 @@ class RecorderSupervisor:
             if handle.process is None and handle.restart_at is None and handle.cameras:
                 self._spawn(handle, first_gap_reason)  # a worker starts once it has cameras
             if handle.sent != handle.cameras and handle.process is not None and handle.process.poll() is None:
-                self._send(handle, ("cameras", handle.cameras))
+                self._send(handle, ("cameras", (handle.cameras, self._last_end_ms(handle.cameras))))
                 handle.sent = list(handle.cameras)
+
+    def _last_end_ms(self, sources: list[RecordingSource]) -> dict[int, int]:
+        """Where each camera's recording ended: a new run never starts before it."""
+        ends = self._index.last_end_ms([s.camera_id for s in sources])
+        for item in self._unindexed:
+            if isinstance(item, FinishedSegment):
+                ends[item.camera_id] = max(ends.get(item.camera_id, item.end_ms), item.end_ms)
+        return ends
 
     def _check_workers(self) -> None:
         now = time.monotonic()
@@ -233,6 +260,7 @@ class RecorderSupervisor:
                 code = process.returncode
                 log.error("recorder worker %d (pid %s) died with exit code %s", handle.index, process.pid, code)
                 if handle.conn is not None:
+                    self._receive(handle.conn)  # what it finished before it died is indexed first
                     handle.conn.close()
                 handle.process, handle.conn = None, None
                 if now - handle.started_at > 60:
@@ -274,7 +302,8 @@ class RecorderSupervisor:
         waker = self._waker[0]
         next_health = next_refresh = 0.0
         while not self._stopping.is_set():
-            due = min(next_health, next_refresh, *(h.restart_at for h in self._workers if h.restart_at is not None))
+            restarts = [h.restart_at for h in self._workers if h.restart_at is not None]
+            due = min(next_health, next_refresh, *restarts, self._index_retry_at or next_health)
             conns = [h.conn for h in self._workers if h.conn is not None]
             for ready in wait([*conns, waker], timeout=max(0.0, due - time.monotonic())):
                 if ready is not waker:
@@ -282,6 +311,8 @@ class RecorderSupervisor:
             try:
                 self._check_workers()
                 now = time.monotonic()
+                if self._index_retry_at is not None and now >= self._index_retry_at:
+                    self._flush_index()
                 if now >= next_refresh:
                     next_refresh = now + self.config.camera_refresh_s
                     self._refresh_cameras()
@@ -299,7 +330,9 @@ class RecorderSupervisor:
         try:
             while conn.poll():
                 kind, payload = conn.recv()
-                if kind == "health" and handle is not None:
+                if kind == "segment" or kind == "gap":
+                    self._unindexed.append(payload)
+                elif kind == "health" and handle is not None:
                     with self._lock:
                         for snapshot in payload:
                             snapshot["worker"] = handle.index
@@ -310,6 +343,35 @@ class RecorderSupervisor:
             if handle is not None and handle.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     handle.process.wait(2.0)
+        finally:
+            if self._index_retry_at is None:  # else the database is down: wait for the retry
+                self._flush_index()
+
+    def _flush_index(self) -> None:
+        """Index what the workers reported, in order.  While the database is unavailable the
+        rest waits here and is retried every couple of seconds; the files wait on disk,
+        durable, either way (and reconcile indexes any that never get their row)."""
+        while self._unindexed:
+            item = self._unindexed[0]
+            try:
+                if isinstance(item, FinishedSegment):
+                    self._index.add(item)
+                else:
+                    self._index.record_gap(*item)
+            except (OperationalError, InterfaceError):
+                if self._index_retry_at is None:
+                    log.warning("recorder supervisor: database unavailable; indexing resumes when it is back")
+                self._index_retry_at = time.monotonic() + _INDEX_RETRY_S
+                while len(self._unindexed) > _MAX_UNINDEXED:
+                    dropped = self._unindexed.popleft()
+                    log.error("recorder supervisor: %r left for reconcile to index at the next start", dropped)
+                return
+            except Exception:
+                log.exception("recorder supervisor: cannot index %r; reconcile will look at it at the next start", item)
+            self._unindexed.popleft()
+        if self._index_retry_at is not None:
+            log.info("recorder supervisor: database back; indexing caught up")
+        self._index_retry_at = None
 
     def _write_health(self) -> None:
         with self._lock:

@@ -3,13 +3,17 @@
 The supervisor starts a few of these (``python -m pscs.recording FD``) instead of one
 process per camera, and restarts one that dies; a camera that misbehaves costs its own
 thread a reconnect, never its neighbours their recording.  The process imports the
-recorder, the segment store and nothing else: what it imports is memory it keeps.
+recorder and the segment files and nothing else, not even the database layer: what it
+imports is memory it keeps.  It writes segment files; the supervisor indexes them.
 
 Protocol over the connection on file descriptor FD (plain picklable tuples):
 
-* supervisor -> worker: first ``("spec", WorkerSpec)``; then ``("cameras", [RecordingSource,
-  ...])``, ``("pause_writes", bool)``, ``("stop", None)``;
-* worker -> supervisor: ``("health", [snapshot dict, ...])`` every ``health_interval_s``.
+* supervisor -> worker: first ``("spec", WorkerSpec)``; then ``("cameras", ([RecordingSource,
+  ...], {camera id: end of its last indexed segment}))``, ``("pause_writes", bool)``,
+  ``("stop", None)``;
+* worker -> supervisor: ``("segment", FinishedSegment)`` as each file is durable,
+  ``("gap", (camera id, start ms, end ms, reason))``, and ``("health", [snapshot dict,
+  ...])`` every ``health_interval_s``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from pscs.cameras.sources import RecordingSource
-from pscs.db.engine import Database
 from pscs.recording.camera import CameraRecorder, RecorderConfig
-from pscs.storage.segments import SegmentStore
+from pscs.storage.segment_files import FinishedSegment, SegmentWriter
 
 log = logging.getLogger(__name__)
 STOP_JOIN_S = 8.0
@@ -35,25 +39,51 @@ STOP_JOIN_S = 8.0
 @dataclass(frozen=True)
 class WorkerSpec:
     index: int
-    db_url: str
     recordings_root: Path
     config: RecorderConfig
     first_gap_reason: str
     log_level: str = "INFO"
 
 
+class _ToSupervisor:
+    """The worker's end of the connection, shared by its threads; also the cameras'
+    :class:`~pscs.recording.camera.IndexSink`: the supervisor indexes what they finish."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()  # one message at a time on the wire
+        self.last_end_ms: dict[int, int] = {}  # per camera, the end of the last segment sent
+
+    def send(self, message: tuple[str, Any]) -> bool:
+        with self._lock:
+            try:
+                self._conn.send(message)
+                return True
+            except (BrokenPipeError, OSError):
+                return False  # the supervisor is gone; the worker's loop notices and stops
+
+    def segment_finished(self, finished: FinishedSegment) -> None:
+        self.last_end_ms[finished.camera_id] = finished.end_ms
+        if not self.send(("segment", finished)):
+            log.warning("segment %s not handed over for indexing; reconcile will index it", finished.path)
+
+    def gap(self, camera_id: int, start_ms: int, end_ms: int, reason: str) -> None:
+        if not self.send(("gap", (camera_id, start_ms, end_ms, reason))):
+            log.warning("camera %s: gap %s-%s not handed over for recording", camera_id, start_ms, end_ms)
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
         self.spec = spec
         self.conn = conn
-        self.db = Database(spec.db_url)
-        self.store = SegmentStore(spec.recordings_root, self.db)
+        self.supervisor = _ToSupervisor(conn)
+        self.files = SegmentWriter(spec.recordings_root)
         self.writes_paused = threading.Event()
         self.recorders: dict[int, CameraRecorder] = {}
         self.retiring: dict[int, CameraRecorder] = {}  # stopped, finishing their last segment
         self.stopping = False
 
-    def set_cameras(self, sources: list[RecordingSource]) -> None:
+    def set_cameras(self, sources: list[RecordingSource], last_end_ms: dict[int, int]) -> None:
         wanted = {s.camera_id: s for s in sources}
         for camera_id, recorder in list(self.recorders.items()):
             if camera_id not in wanted or wanted[camera_id] != recorder.source:
@@ -68,8 +98,16 @@ class Worker:
                 # One writer per camera at a time: its last segment must be indexed before
                 # the next run starts, or the two could overlap.
                 previous.join(STOP_JOIN_S)
+            # The supervisor's figure, unless a segment sent since is not in it yet.
+            ends = [e for e in (last_end_ms.get(camera_id), self.supervisor.last_end_ms.get(camera_id)) if e]
             recorder = CameraRecorder(
-                source, self.store, self.spec.config, self.writes_paused, self.spec.first_gap_reason
+                source,
+                self.files,
+                self.supervisor,
+                self.spec.config,
+                self.writes_paused,
+                last_end_ms=max(ends, default=None),
+                first_gap_reason=self.spec.first_gap_reason,
             )
             self.recorders[camera_id] = recorder
             recorder.start()
@@ -88,7 +126,7 @@ class Worker:
                 except (EOFError, OSError):
                     break  # the supervisor is gone: stop cleanly
                 if command == "cameras":
-                    self.set_cameras(argument)
+                    self.set_cameras(*argument)
                 elif command == "pause_writes":
                     (self.writes_paused.set if argument else self.writes_paused.clear)()
                 elif command == "stop":
@@ -96,9 +134,7 @@ class Worker:
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + self.spec.config.health_interval_s
-                try:
-                    self.conn.send(("health", [r.stats.snapshot() for r in self.recorders.values()]))
-                except (BrokenPipeError, OSError):
+                if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
                     break
         self.shutdown()
 
@@ -110,7 +146,6 @@ class Worker:
         deadline = time.monotonic() + STOP_JOIN_S
         for recorder in everyone:
             recorder.join(max(0.0, deadline - time.monotonic()))
-        self.db.dispose()
 
 
 def worker_main(fd: int) -> None:

@@ -51,7 +51,7 @@ from pscs.storage.layout import QUARANTINE_DIR, parse_relpath
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import is_protected, protected_segment_ids
 from pscs.storage.ranges import Span, forget_segments
-from pscs.storage.segments import fsync_dir
+from pscs.storage.segment_files import fsync_dir
 
 log = logging.getLogger(__name__)
 _BATCH = 1000

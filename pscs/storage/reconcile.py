@@ -35,7 +35,7 @@ from pscs.storage.layout import QUARANTINE_DIR, SegmentPath, parse_relpath
 from pscs.storage.models import PendingDelete, RecordingGap, Segment
 from pscs.storage.mp4 import complete_fragments_length, summarize
 from pscs.storage.ranges import Span, forget_segments, note_segment
-from pscs.storage.segments import file_sha256, fsync_dir
+from pscs.storage.segment_files import file_sha256, fsync_dir
 
 log = logging.getLogger(__name__)
 

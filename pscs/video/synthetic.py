@@ -9,7 +9,8 @@ from fractions import Fraction
 import av
 
 from pscs.runtime import Runtime
-from pscs.storage.segments import MP4_OPTIONS, SegmentStore
+from pscs.storage.segment_files import MP4_OPTIONS
+from pscs.storage.segments import SegmentStore
 
 
 def record_clock_segments(
