@@ -20,6 +20,7 @@ NOT_IN_A_WORKER = (
     "rich",
     "pydantic",
     "sqlalchemy",
+    "multiprocessing",  # ~2.5 MB of imports for two dozen lines of framing (pscs.recording.worker.Wire)
 )
 
 
