@@ -14,7 +14,7 @@ def complete_fragments_length(path: Path) -> int:
     """Length of the longest prefix made of whole top-level boxes that ends with a whole
     ``moof`` + ``mdat`` pair (0 if there is no complete fragment).
 
-    The recorder writes ``ftyp``, ``moov`` (empty), then one ``moof``/``mdat`` pair per GOP;
+    The recorder writes ``ftyp``, ``moov`` (empty), then one ``moof``/``mdat`` pair per GOP or second;
     a crash cuts the file anywhere.  Everything up to the last whole pair plays."""
     size = path.stat().st_size
     good = 0

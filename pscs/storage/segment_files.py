@@ -27,9 +27,10 @@ from typing import Any, BinaryIO
 
 from pscs.storage.layout import PARTIAL_SUFFIX, segment_relpath
 
-# Fragmented MP4: the file is only ever appended to, one fragment per GOP, so the hash can
-# be taken as it is written and a crash leaves a prefix that plays (docs/design/storage.md).
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+# Fragmented MP4: the file is only ever appended to, one fragment per GOP or per second
+# (whichever comes first), so the hash can be taken as it is written, a crash leaves a
+# prefix that plays, and the muxer holds at most a second of video (docs/design/storage.md).
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
 
 
 def fsync_dir(path: Path) -> None:
