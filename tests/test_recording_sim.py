@@ -6,6 +6,7 @@ RTSP server, plus authentication, non-H.264 cameras and worker crashes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -14,12 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from pscs.cameras.service import disable_camera, enable_camera
 from pscs.recording.supervisor import RecorderSupervisor
 from pscs.runtime import Runtime
 from pscs.sim.encoder import StreamSettings
 from pscs.sim.server import CameraSpec, SimulatorServer
 from tests.capabilities import PG_ADMIN_URL
 from tests.test_recording_e2e import (
+    ADMIN,
+    FAST,
     assert_contiguous_or_gap,
     assert_disk_matches_index,
     gaps,
@@ -122,3 +126,36 @@ def test_S1_recording_goes_on_through_a_database_outage_and_is_indexed_when_it_r
         assert after.start_ms == before.end_ms, "the outage left a hole in the recording"
     assert gaps(runtime, camera_id) == [] or all("stopped" in g.reason for g in gaps(runtime, camera_id))
     assert_disk_matches_index(runtime)  # every file indexed by the supervisor, none left for reconcile
+
+
+def test_S1_a_camera_moved_to_another_worker_starts_there_only_after_its_old_worker_let_it_go(
+    sqlite_runtime: Runtime,
+    sim: SimulatorServer,
+    supervisor_factory: Callable[..., RecorderSupervisor],  # noqa: F811
+) -> None:
+    """Disabling a camera can leave a worker over its even share: one of its cameras moves.
+    The new worker starts it only once the old one has indexed its last segment, so the two
+    runs cannot overlap, and the gap between them says why it is there."""
+    rt = sqlite_runtime
+    first, second, moved = (register(rt, f"Sim {n}", sim.url("loop1")) for n in ("A", "B", "C"))
+    supervisor = supervisor_factory(rt, dataclasses.replace(FAST, workers=2, cameras_per_worker=1))
+    wait_for(lambda: all(segments(rt, c) for c in (first, second, moved)), 20, "every camera recording")
+    assert supervisor.health()[moved]["worker"] == 0  # workers: 0 has A and C, 1 has B
+    disable_camera(rt, ADMIN, second, reason="test")  # 1 is empty now, 0 over its share
+    why = "not recording (camera moved to another recorder worker)"
+    [gap] = wait_for(lambda: [g for g in gaps(rt, moved) if g.reason == why], 20, "the move's gap")  # type: ignore[misc]
+    wait_for(lambda: [s for s in segments(rt, moved) if s.start_ms == gap.end_ms], 10, "recording on the new worker")
+    assert supervisor.health()[moved]["worker"] == 1
+    rows = segments(rt, moved)
+    before = [s for s in rows if s.end_ms <= gap.start_ms]
+    assert before and before[-1].end_ms == gap.start_ms, "the gap starts where the old worker's last segment ended"
+    assert not [s for s in rows if s.start_ms < gap.end_ms and s.end_ms > gap.start_ms]
+    assert gaps(rt, first) == [], "camera A stayed where it was, recording all along"
+
+    enable_camera(rt, ADMIN, second)  # back, on the emptier worker: the gap says it was disabled
+    [off] = wait_for(lambda: [g for g in gaps(rt, second) if "disabled" in g.reason], 20, "the disabled stretch's gap")  # type: ignore[misc]
+    assert off.reason == "not recording (camera disabled)"
+    supervisor.stop()
+    for camera_id in (first, second, moved):
+        assert_contiguous_or_gap(rt, camera_id)
+    assert_disk_matches_index(rt)

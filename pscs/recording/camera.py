@@ -160,6 +160,9 @@ class IndexSink(Protocol):
 
     def gap(self, camera_id: int, start_ms: int, end_ms: int, reason: str) -> None: ...
 
+    def stopped(self, camera_id: int) -> None:
+        """The camera's thread has ended: its last segment has been handed over."""
+
 
 class _OpenSegment:
     def __init__(self, file: SegmentFile, container: Any, stream: Any, start_ts: int) -> None:
@@ -183,7 +186,7 @@ class CameraRecorder(threading.Thread):
         writes_paused: threading.Event,
         *,
         last_end_ms: int | None,
-        first_gap_reason: str = "not recording (recorder stopped or camera disabled)",
+        first_gap_reason: str,
     ) -> None:
         super().__init__(name=f"camera-{source.camera_id}", daemon=True)
         self.source = source
@@ -209,6 +212,13 @@ class CameraRecorder(threading.Thread):
         return self.source.camera_id
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.stats.set_state("stopped")
+            self.index.stopped(self.camera_id)
+
+    def _run(self) -> None:
         backoff = self.config.reconnect_initial_s
         while not self._stopping.is_set():
             if self._writes_paused.is_set():
@@ -243,7 +253,6 @@ class CameraRecorder(threading.Thread):
             self.stats.set_state("offline", reason)
             self._gap_reason = f"camera offline: {reason}"
             self._stopping.wait(retry_after)
-        self.stats.set_state("stopped")
 
     # One connection ---------------------------------------------------------------------------
     def _open(self, probe: bool) -> Any:

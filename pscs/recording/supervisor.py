@@ -87,6 +87,14 @@ class RecorderSupervisor:
         self._usage = disk_usage_probe
         self._workers = [_WorkerHandle(i) for i in range(self.worker_count)]
         self._assignment: dict[int, int] = {}  # camera id -> worker index
+        # A camera moving between workers: camera id -> the worker it leaves.  The new
+        # worker gets it only once the old one says its thread stopped (its last segment
+        # indexed), so that two runs of one camera never overlap.
+        self._moving: dict[int, int] = {}
+        self._handoff_due = False
+        # Why a camera was not recorded before its next run starts: the reason of the gap
+        # that run records, sent with the camera to its worker.
+        self._gap_reasons: dict[int, str] = {}
         self._health: dict[int, dict[str, Any]] = {}
         self._active: set[int] = set()
         self._offline_since: dict[int, int] = {}  # camera id -> wall ms it was last seen going offline
@@ -117,7 +125,8 @@ class RecorderSupervisor:
             elif alert.kind == "storage_full":
                 self._writes_paused = True  # until the first disk check says otherwise
         self._refresh_cameras()
-        self._send_assignments("not recording (recorder was stopped)")
+        self._gap_reasons = dict.fromkeys(self._active, "not recording (recorder was stopped)")
+        self._send_assignments()
         self.started = True
         self._waker = socket.socketpair()
         for target, name in ((self._watch, "recorder-watch"), (self._disk_loop, "recorder-disk")):
@@ -174,7 +183,7 @@ class RecorderSupervisor:
             return {k: dict(v) for k, v in self._health.items()}
 
     # Workers ------------------------------------------------------------------------------
-    def _spawn(self, handle: _WorkerHandle, first_gap_reason: str) -> None:
+    def _spawn(self, handle: _WorkerHandle) -> None:
         # A fresh interpreter that imports only the recorder (``python -m pscs.recording``),
         # not multiprocessing's "spawn", which re-imports the parent's main module (the whole
         # CLI and web stack: some 35 MB more in every worker).
@@ -183,7 +192,6 @@ class RecorderSupervisor:
             index=handle.index,
             recordings_root=self.rt.settings.recordings_path,
             config=self.config,
-            first_gap_reason=first_gap_reason,
             log_level=self.rt.settings.log_level,
         )
         process = subprocess.Popen(
@@ -217,9 +225,23 @@ class RecorderSupervisor:
             return  # nothing added, changed or removed since the last look
         self._cameras_seen = seen
         sources = recording_sources(self.rt.db, self.rt.secrets)
+        previous = self._assignment
         self._assignment = assign_cameras(
-            self._assignment, (s.camera_id for s in sources), self.worker_count, self.config.cameras_per_worker
+            previous, (s.camera_id for s in sources), self.worker_count, self.config.cameras_per_worker
         )
+        crashed_and_moved: set[int] = set()
+        for camera_id, worker in self._assignment.items():
+            old = self._moving.get(camera_id, previous.get(camera_id))
+            if old is None or old == worker:
+                self._moving.pop(camera_id, None)  # new here, or back where it still runs
+            elif self._workers[old].process is not None:
+                self._moving[camera_id] = old
+                self._gap_reasons[camera_id] = "not recording (camera moved to another recorder worker)"
+            else:
+                crashed_and_moved.add(camera_id)
+        if crashed_and_moved:
+            # Their old worker died and will reconcile only the cameras it keeps.
+            reconcile(self.rt, ACTOR, camera_ids=crashed_and_moved)
         for handle in self._workers:
             handle.cameras = [s for s in sources if self._assignment[s.camera_id] == handle.index]
         with self.rt.db.session() as s:
@@ -231,18 +253,22 @@ class RecorderSupervisor:
                     self._health[camera_id].update(state="stopped", fps=0.0, bitrate_bps=0.0)
         for camera_id in active - self._active:
             self._offline_since[camera_id] = wall_ms()  # not online until it proves it
+            self._gap_reasons.setdefault(camera_id, "not recording (camera disabled)")
         for camera_id in self._active - active:
             self._offline_since.pop(camera_id, None)
             self._alerted.discard(camera_id)
         self._active = active
 
-    def _send_assignments(self, first_gap_reason: str = "not recording (recorder stopped or camera disabled)") -> None:
+    def _send_assignments(self) -> None:
         for handle in self._workers:
-            if handle.process is None and handle.restart_at is None and handle.cameras:
-                self._spawn(handle, first_gap_reason)  # a worker starts once it has cameras
-            if handle.sent != handle.cameras and handle.process is not None and handle.process.poll() is None:
-                self._send(handle, ("cameras", (handle.cameras, self._last_end_ms(handle.cameras))))
-                handle.sent = list(handle.cameras)
+            # A camera on its way here waits until its old worker has let it go.
+            cameras = [s for s in handle.cameras if s.camera_id not in self._moving]
+            if handle.process is None and handle.restart_at is None and cameras:
+                self._spawn(handle)  # a worker starts once it has cameras
+            if handle.sent != cameras and handle.process is not None and handle.process.poll() is None:
+                reasons = {s.camera_id: r for s in cameras if (r := self._gap_reasons.pop(s.camera_id, None))}
+                self._send(handle, ("cameras", (cameras, self._last_end_ms(cameras), reasons)))
+                handle.sent = cameras
 
     def _last_end_ms(self, sources: list[RecordingSource]) -> dict[int, int]:
         """Where each camera's recording ended: a new run never starts before it."""
@@ -263,10 +289,19 @@ class RecorderSupervisor:
                     self._receive(handle.conn)  # what it finished before it died is indexed first
                     handle.conn.close()
                 handle.process, handle.conn = None, None
+                leaving = {c for c, w in self._moving.items() if w == handle.index}
+                if leaving:
+                    # Cameras it was handing over: their files may be half-written too.
+                    reconcile(self.rt, ACTOR, camera_ids=leaving)
+                    for camera_id in leaving:
+                        del self._moving[camera_id]
+                    self._handoff_due = True
                 if now - handle.started_at > 60:
                     handle.restart_delay = 0.5  # it had been healthy: not a crash loop
                 handle.restart_at = now + handle.restart_delay
                 handle.restart_delay = min(handle.restart_delay * 2, self.config.worker_restart_max_s)
+                for source in handle.cameras:
+                    self._gap_reasons[source.camera_id] = "not recording (recorder worker crashed)"
                 with self._lock:
                     for source in handle.cameras:
                         snapshot = self._health.setdefault(source.camera_id, {"camera_id": source.camera_id})
@@ -290,7 +325,7 @@ class RecorderSupervisor:
                 reconcile(self.rt, ACTOR, camera_ids={s.camera_id for s in handle.cameras})
                 handle.restarts += 1
                 handle.restart_at = None
-                self._spawn(handle, "not recording (recorder worker crashed)")
+                self._spawn(handle)
                 self._send_assignments()
 
     # Watching ------------------------------------------------------------------------------
@@ -310,6 +345,9 @@ class RecorderSupervisor:
                     self._receive(ready)  # type: ignore[arg-type]
             try:
                 self._check_workers()
+                if self._handoff_due:
+                    self._handoff_due = False
+                    self._send_assignments()
                 now = time.monotonic()
                 if self._index_retry_at is not None and now >= self._index_retry_at:
                     self._flush_index()
@@ -332,6 +370,9 @@ class RecorderSupervisor:
                 kind, payload = conn.recv()
                 if kind == "segment" or kind == "gap":
                     self._unindexed.append(payload)
+                elif kind == "stopped" and handle is not None and self._moving.get(payload) == handle.index:
+                    del self._moving[payload]  # its last segment came before this, on the same wire
+                    self._handoff_due = True
                 elif kind == "health" and handle is not None:
                     with self._lock:
                         for snapshot in payload:

@@ -10,11 +10,12 @@ Protocol over the socket on file descriptor FD (plain picklable tuples, framed a
 :class:`multiprocessing.connection.Connection` frames them, which the supervisor uses):
 
 * supervisor -> worker: first ``("spec", WorkerSpec)``; then ``("cameras", ([RecordingSource,
-  ...], {camera id: end of its last indexed segment}))``, ``("pause_writes", bool)``,
-  ``("stop", None)``;
+  ...], {camera id: end of its last indexed segment}, {camera id: why it was not recorded
+  until now}))``, ``("pause_writes", bool)``, ``("stop", None)``;
 * worker -> supervisor: ``("segment", FinishedSegment)`` as each file is durable,
-  ``("gap", (camera id, start ms, end ms, reason))``, and ``("health", [snapshot dict,
-  ...])`` every ``health_interval_s``.
+  ``("gap", (camera id, start ms, end ms, reason))``, ``("stopped", camera id)`` once a
+  camera's thread has finished its last segment, and ``("health", [snapshot dict, ...])``
+  every ``health_interval_s``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pscs.storage.segment_files import FinishedSegment, SegmentWriter
 
 log = logging.getLogger(__name__)
 STOP_JOIN_S = 8.0
+NOT_RECORDING = "not recording (recorder stopped or camera disabled)"
 TRIM_INTERVAL_S = 10.0
 
 
@@ -47,7 +49,6 @@ class WorkerSpec:
     index: int
     recordings_root: Path
     config: RecorderConfig
-    first_gap_reason: str
     log_level: str = "INFO"
 
 
@@ -111,6 +112,9 @@ class _ToSupervisor:
         if not self.send(("gap", (camera_id, start_ms, end_ms, reason))):
             log.warning("camera %s: gap %s-%s not handed over for recording", camera_id, start_ms, end_ms)
 
+    def stopped(self, camera_id: int) -> None:
+        self.send(("stopped", camera_id))
+
 
 class Worker:
     def __init__(self, spec: WorkerSpec, conn: Wire) -> None:
@@ -123,7 +127,9 @@ class Worker:
         self.retiring: dict[int, CameraRecorder] = {}  # stopped, finishing their last segment
         self.stopping = False
 
-    def set_cameras(self, sources: list[RecordingSource], last_end_ms: dict[int, int]) -> None:
+    def set_cameras(
+        self, sources: list[RecordingSource], last_end_ms: dict[int, int], gap_reasons: dict[int, str]
+    ) -> None:
         wanted = {s.camera_id: s for s in sources}
         for camera_id, recorder in list(self.recorders.items()):
             if camera_id not in wanted or wanted[camera_id] != recorder.source:
@@ -147,7 +153,7 @@ class Worker:
                 self.spec.config,
                 self.writes_paused,
                 last_end_ms=max(ends, default=None),
-                first_gap_reason=self.spec.first_gap_reason,
+                first_gap_reason=gap_reasons.get(camera_id, NOT_RECORDING),
             )
             self.recorders[camera_id] = recorder
             recorder.start()
