@@ -1,7 +1,7 @@
 """Recording benchmark (issue 3): the pscs recorder against plain ffmpeg, same cameras, same run.
 
     .venv/bin/python bench/recording.py [--cameras 1,16,64,200] [--seconds 60] [--warmup 10] [--workers 2]
-                                        [--rounds 1]
+                                        [--rounds 1] [--read-batch S]
 
 For each camera count N it starts N simulated 720p25 ~2 Mbit/s cameras (the simulator's
 ``loop`` scene, in its own process so that its cost is not counted), then
@@ -27,6 +27,7 @@ them: what the processes cost the machine together).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import secrets
@@ -195,7 +196,7 @@ def urls(port: int, n: int) -> list[str]:
 
 
 def run_pscs(
-    camera_urls: list[str], sim_log: SimulatorLog, tmp: Path, workers: int, warmup: float, seconds: float
+    camera_urls: list[str], sim_log: SimulatorLog, tmp: Path, config: RecorderConfig, warmup: float, seconds: float
 ) -> Measure:
     rt = init_installation(
         Settings(data_dir=tmp / f"pscs-{secrets.token_hex(3)}", min_free_bytes=0),
@@ -214,7 +215,7 @@ def run_pscs(
             public_area_attested=True,
         )
     mark = len(sim_log.lines)
-    supervisor = RecorderSupervisor(rt, RecorderConfig(workers=workers))
+    supervisor = RecorderSupervisor(rt, config)
     supervisor.start()
     try:
         time.sleep(warmup)
@@ -290,7 +291,13 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="ffmpeg then pscs, this many times per N; the ratio shown is the median"
     )
+    parser.add_argument(
+        "--read-batch", type=float, default=None, help="RecorderConfig.read_batch_s (default: the recorder's own)"
+    )
     args = parser.parse_args()
+    config = RecorderConfig(workers=args.workers)
+    if args.read_batch is not None:
+        config = dataclasses.replace(config, read_batch_s=args.read_batch)
     tmp = Path(tempfile.mkdtemp(prefix="pscs-bench-rec-"))
     cache = tmp / "sim-cache"
     print(
@@ -304,7 +311,7 @@ def main() -> None:
                 camera_urls = urls(port, n)
                 for r in range(args.rounds):
                     ffmpeg = run_ffmpeg(camera_urls, tmp / f"ff{n}-{r}", args.warmup, args.seconds)
-                    ours = run_pscs(camera_urls, sim_log, tmp, args.workers, args.warmup, args.seconds)
+                    ours = run_pscs(camera_urls, sim_log, tmp, config, args.warmup, args.seconds)
                     rounds.append((ffmpeg, ours))
                     shutil.rmtree(tmp / f"ff{n}-{r}", ignore_errors=True)
             finally:

@@ -36,6 +36,7 @@ FAST = RecorderConfig(
     segment_seconds=2.0,
     workers=1,
     health_interval_s=0.5,
+    health_write_s=1.0,
     camera_refresh_s=0.5,
     disk_check_interval_s=60,
     open_timeout_s=3,
@@ -91,6 +92,14 @@ def decode_frames(path: Path) -> int:
         for _frame in container.decode(stream):
             frames += 1
     return frames
+
+
+def unindexed_files(rt: Runtime) -> set[str]:
+    """Finished segment files that have no index row (yet: the supervisor indexes a moment later)."""
+    root = rt.settings.recordings_path
+    with rt.db.session() as s:
+        indexed = set(s.scalars(select(Segment.path)))
+    return {str(p.relative_to(root)) for p in root.rglob("*.mp4") if ".quarantine" not in p.parts} - indexed
 
 
 def assert_disk_matches_index(rt: Runtime) -> None:
@@ -295,6 +304,7 @@ def test_P0_cameras_added_and_disabled_while_running_start_and_stop_recording(
         disable_camera(rt, ADMIN, camera_id, reason="test")
         wait_for(lambda: (h := health(rt, camera_id)) and h.state == "stopped", 10, "stopped state")
         wait_for(lambda: not list(rt.settings.recordings_path.rglob("*.partial")), 10, "last segment closed")
+        wait_for(lambda: not unindexed_files(rt), 10, "last segment indexed")
         count = len(segments(rt, camera_id))
         time.sleep(2.5)
         assert len(segments(rt, camera_id)) == count  # nothing more is recorded

@@ -31,6 +31,7 @@ from tests.test_recording_e2e import (
     register,
     segments,
     supervisor_factory,  # noqa: F401 - fixture
+    unindexed_files,
     wait_for,
 )
 
@@ -117,8 +118,7 @@ def test_S1_recording_goes_on_through_a_database_outage_and_is_indexed_when_it_r
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
-        on_disk = lambda: {str(p.relative_to(root)) for p in root.rglob("*.mp4")}  # noqa: E731
-        wait_for(lambda: on_disk() <= {s.path for s in segments(runtime, camera_id)}, 20, "indexing to catch up")
+        wait_for(lambda: not unindexed_files(runtime), 20, "indexing to catch up")
         supervisor.stop()
     assert "database unavailable" in caplog.text and "indexing caught up" in caplog.text
     rows = segments(runtime, camera_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -47,17 +48,20 @@ from pscs.runtime import Runtime
 from pscs.storage.pressure import UsageProbe, disk_usage, relieve_disk_pressure
 from pscs.storage.reconcile import reconcile
 from pscs.storage.segment_files import FinishedSegment
-from pscs.storage.segments import SegmentIndex
+from pscs.storage.segments import Gap, SegmentIndex
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("recorder")
 _STOP_TIMEOUT_S = 12.0
 _INDEX_RETRY_S = 2.0
+# What the workers report is indexed this long after it arrives, so that the rows of many
+# cameras share a transaction (the files are durable already; a row only makes them known).
+_INDEX_BATCH_S = 0.5
 # Index rows waiting while the database is unavailable (~7 hours of 200 cameras): past that
 # the oldest are dropped from memory; their files are on disk and reconcile indexes them.
 _MAX_UNINDEXED = 50_000
-
-_Gap = tuple[int, int, int, str]  # camera id, start ms, end ms, reason
+# Whether anything was added, changed or removed in the cameras table since the last look.
+_CAMERAS_SEEN = select(func.count(Camera.id), func.max(Camera.updated_at))
 
 
 @dataclass
@@ -102,9 +106,12 @@ class RecorderSupervisor:
         self._names: dict[int, str] = {}
         self._cameras_seen: tuple[Any, ...] | None = None  # (count, last change) of the cameras table
         self._health_rows: set[int] = set()  # camera ids that have a camera_health row
+        self._health_shown: dict[int, tuple[Any, Any]] = {}  # camera id -> (state, last error) last written
+        self._health_written_at = -math.inf
         self._index = SegmentIndex(runtime.db)
-        self._unindexed: deque[FinishedSegment | _Gap] = deque()  # reported by workers, in order
-        self._index_retry_at: float | None = None
+        self._unindexed: deque[FinishedSegment | Gap] = deque()  # reported by workers, in order
+        self._index_at: float | None = None  # when to index what is queued
+        self._index_failing = False  # the database was unavailable at the last try
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._waker: tuple[socket.socket, socket.socket] | None = None  # stop() rings it to wake the watch loop
@@ -219,8 +226,8 @@ class RecorderSupervisor:
             conn.send(message)
 
     def _refresh_cameras(self) -> None:
-        with self.rt.db.session() as s:
-            seen = tuple(s.execute(select(func.count(Camera.id), func.max(Camera.updated_at))).one())
+        with self.rt.db.engine.connect() as conn:  # Core: this runs every few seconds
+            seen = tuple(conn.execute(_CAMERAS_SEEN).one())
         if seen == self._cameras_seen:
             return  # nothing added, changed or removed since the last look
         self._cameras_seen = seen
@@ -338,7 +345,7 @@ class RecorderSupervisor:
         next_health = next_refresh = 0.0
         while not self._stopping.is_set():
             restarts = [h.restart_at for h in self._workers if h.restart_at is not None]
-            due = min(next_health, next_refresh, *restarts, self._index_retry_at or next_health)
+            due = min(next_health, next_refresh, *restarts, self._index_at or next_health)
             conns = [h.conn for h in self._workers if h.conn is not None]
             for ready in wait([*conns, waker], timeout=max(0.0, due - time.monotonic())):
                 if ready is not waker:
@@ -349,7 +356,7 @@ class RecorderSupervisor:
                     self._handoff_due = False
                     self._send_assignments()
                 now = time.monotonic()
-                if self._index_retry_at is not None and now >= self._index_retry_at:
+                if self._index_at is not None and now >= self._index_at:
                     self._flush_index()
                 if now >= next_refresh:
                     next_refresh = now + self.config.camera_refresh_s
@@ -370,6 +377,8 @@ class RecorderSupervisor:
                 kind, payload = conn.recv()
                 if kind == "segment" or kind == "gap":
                     self._unindexed.append(payload)
+                    if self._index_at is None:
+                        self._index_at = time.monotonic() + _INDEX_BATCH_S
                 elif kind == "stopped" and handle is not None and self._moving.get(payload) == handle.index:
                     del self._moving[payload]  # its last segment came before this, on the same wire
                     self._handoff_due = True
@@ -384,40 +393,51 @@ class RecorderSupervisor:
             if handle is not None and handle.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     handle.process.wait(2.0)
-        finally:
-            if self._index_retry_at is None:  # else the database is down: wait for the retry
-                self._flush_index()
 
     def _flush_index(self) -> None:
-        """Index what the workers reported, in order.  While the database is unavailable the
-        rest waits here and is retried every couple of seconds; the files wait on disk,
-        durable, either way (and reconcile indexes any that never get their row)."""
-        while self._unindexed:
-            item = self._unindexed[0]
-            try:
-                if isinstance(item, FinishedSegment):
-                    self._index.add(item)
-                else:
-                    self._index.record_gap(*item)
-            except (OperationalError, InterfaceError):
-                if self._index_retry_at is None:
-                    log.warning("recorder supervisor: database unavailable; indexing resumes when it is back")
-                self._index_retry_at = time.monotonic() + _INDEX_RETRY_S
-                while len(self._unindexed) > _MAX_UNINDEXED:
-                    dropped = self._unindexed.popleft()
-                    log.error("recorder supervisor: %r left for reconcile to index at the next start", dropped)
-                return
-            except Exception:
-                log.exception("recorder supervisor: cannot index %r; reconcile will look at it at the next start", item)
+        """Index what the workers reported, in order, in one transaction.  While the
+        database is unavailable it waits here and is retried every couple of seconds; the
+        files wait on disk, durable, either way (and reconcile indexes any that never get
+        their row)."""
+        batch = list(self._unindexed)
+        if not batch:
+            self._index_at = None
+            return
+        try:
+            self._index.add_batch(batch)
+        except (OperationalError, InterfaceError):
+            if not self._index_failing:
+                log.warning("recorder supervisor: database unavailable; indexing resumes when it is back")
+            self._index_failing = True
+            self._index_at = time.monotonic() + _INDEX_RETRY_S
+            while len(self._unindexed) > _MAX_UNINDEXED:
+                dropped = self._unindexed.popleft()
+                log.error("recorder supervisor: %r left for reconcile to index at the next start", dropped)
+            return
+        except Exception:
+            # Something in the batch is refused: index the rest one by one, without it.
+            for item in batch:
+                try:
+                    self._index.add_batch([item])
+                except Exception:
+                    log.exception("recorder supervisor: cannot index %r; reconcile will look at it", item)
+        for _ in batch:
             self._unindexed.popleft()
-        if self._index_retry_at is not None:
+        if self._index_failing:
             log.info("recorder supervisor: database back; indexing caught up")
-        self._index_retry_at = None
+        self._index_failing = False
+        self._index_at = None
 
     def _write_health(self) -> None:
+        """Write the cameras' health rows when a camera's state or error changed, and
+        otherwise every ``health_write_s``: the figures (fps, bit rate) move a little at
+        every report, and a transaction every couple of seconds is most of what an idle
+        recorder costs."""
         with self._lock:
             snapshots = [dict(s) for s in self._health.values() if "state" in s]
-        if not snapshots:
+        shown = {s["camera_id"]: (s["state"], s.get("last_error")) for s in snapshots}
+        due = time.monotonic() >= self._health_written_at + self.config.health_write_s
+        if not snapshots or (shown == self._health_shown and not due):
             return
         columns = {c.key for c in CameraHealth.__table__.columns}
         now = utcnow()
@@ -446,6 +466,7 @@ class RecorderSupervisor:
             raise
         if self._health_rows:
             self._health_rows.update(r["camera_id"] for r in inserts)
+        self._health_shown, self._health_written_at = shown, time.monotonic()
 
     def _check_offline_alerts(self) -> None:
         now = wall_ms()

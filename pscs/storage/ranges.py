@@ -48,6 +48,13 @@ _TOUCHING = text(
     "WHERE camera_id = :camera_id AND stream = :stream AND end_ms >= :low AND start_ms <= :high"
 )
 _EXTEND = text("UPDATE recorded_ranges SET start_ms = :start_ms, end_ms = :end_ms WHERE id = :id")
+# Nearly every new segment extends the one range that ends where it begins: one statement.
+_GROW = text(
+    "UPDATE recorded_ranges SET "
+    "start_ms = CASE WHEN start_ms < :start_ms THEN start_ms ELSE :start_ms END, "
+    "end_ms = CASE WHEN end_ms > :end_ms THEN end_ms ELSE :end_ms END "
+    "WHERE camera_id = :camera_id AND stream = :stream AND end_ms >= :low AND start_ms <= :high"
+)
 _START = text(
     "INSERT INTO recorded_ranges (camera_id, stream, start_ms, end_ms) VALUES (:camera_id, :stream, :start_ms, :end_ms)"
 )
@@ -57,13 +64,15 @@ _DROP = text("DELETE FROM recorded_ranges WHERE id = :id")
 def note_segment(s: Session | Connection, camera_id: int, stream: str, start_ms: int, end_ms: int) -> None:
     """A segment row was added: extend (and join) the ranges it touches, or start one."""
     key = {"camera_id": camera_id, "stream": stream}
-    touching = s.execute(
-        _TOUCHING, key | {"low": start_ms - MERGE_TOLERANCE_MS, "high": end_ms + MERGE_TOLERANCE_MS}
-    ).all()
-    if not touching:
+    window = key | {"low": start_ms - MERGE_TOLERANCE_MS, "high": end_ms + MERGE_TOLERANCE_MS}
+    grown = s.execute(_GROW, window | {"start_ms": start_ms, "end_ms": end_ms}).rowcount
+    if grown == 1:
+        return
+    if grown == 0:
         s.execute(_START, key | {"start_ms": start_ms, "end_ms": end_ms})
         return
-    keep, *joined = touching
+    # It joins two or more ranges (each now covers it): keep one, spanning them all.
+    keep, *joined = touching = s.execute(_TOUCHING, window).all()
     span = {
         "start_ms": min(start_ms, *(r.start_ms for r in touching)),
         "end_ms": max(end_ms, *(r.end_ms for r in touching)),

@@ -5,10 +5,13 @@ finish; :class:`SegmentStore` does both in one process (synthetic footage, tests
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pscs.db.base import utcnow
 from pscs.db.engine import Database
@@ -19,6 +22,10 @@ from pscs.storage.segment_files import FinishedSegment, SegmentFile, SegmentWrit
 log = logging.getLogger(__name__)
 
 
+# A recording gap as the recorder reports it: camera id, start ms, end ms, reason.
+Gap = tuple[int, int, int, str]
+
+
 class SegmentIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -26,15 +33,19 @@ class SegmentIndex:
     def add(self, finished: FinishedSegment) -> Segment | None:
         """Index a finished file; None when it already is (reconcile can index a file whose
         row was still on its way, after a worker crash or while the database was down)."""
-        values = asdict(finished) | {"end_ms": finished.end_ms, "created_at": utcnow()}
-        # Core, not the ORM: every camera commits a segment every ten seconds.
-        table = Segment.__table__
         with self.db.write_connection() as conn:
-            if conn.scalar(select(table.c.id).where(table.c.path == finished.path)) is not None:
-                return None
-            segment_id = conn.execute(insert(table), values).inserted_primary_key[0]
-            note_segment(conn, finished.camera_id, finished.stream, finished.start_ms, finished.end_ms)
-        return Segment(id=segment_id, **values)
+            return _add_segment(conn, finished)
+
+    def add_batch(self, items: Sequence[FinishedSegment | Gap]) -> None:
+        """Index finished files and record gaps, in order, in one transaction: a recorder
+        with many cameras reports several a second, and a transaction costs more than the
+        rows in it."""
+        with self.db.write_connection() as conn:
+            for item in items:
+                if isinstance(item, FinishedSegment):
+                    _add_segment(conn, item)
+                else:
+                    _add_gap(conn, *item)
 
     def last_end_ms(self, camera_ids: list[int], stream: str = "main") -> dict[int, int]:
         """The end of each camera's last indexed segment (cameras with none are left out)."""
@@ -46,20 +57,38 @@ class SegmentIndex:
             )
             return {camera_id: end_ms for camera_id, end_ms in rows}
 
-    def record_gap(self, camera_id: int, start_ms: int, end_ms: int, reason: str, stream: str = "main") -> None:
-        if end_ms <= start_ms:
-            return
-        with self.db.write() as s:
-            s.add(
-                RecordingGap(
-                    camera_id=camera_id,
-                    stream=stream,
-                    start_ms=start_ms,
-                    end_ms=end_ms,
-                    reason=reason[:300],
-                    created_at=utcnow(),
-                )
-            )
+
+# Core, not the ORM: every camera commits a segment every ten seconds.
+_SEGMENTS = Segment.__table__
+_GAPS = RecordingGap.__table__
+
+
+def _add_segment(conn: Connection, finished: FinishedSegment) -> Segment | None:
+    values = asdict(finished) | {"end_ms": finished.end_ms, "created_at": utcnow()}
+    # The name is the camera, stream and start (unique): a row already there is this file's.
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    statement = dialect_insert(_SEGMENTS).on_conflict_do_nothing().returning(_SEGMENTS.c.id)
+    segment_id = conn.execute(statement, values).scalar()
+    if segment_id is None:
+        return None
+    note_segment(conn, finished.camera_id, finished.stream, finished.start_ms, finished.end_ms)
+    return Segment(id=segment_id, **values)
+
+
+def _add_gap(conn: Connection, camera_id: int, start_ms: int, end_ms: int, reason: str) -> None:
+    if end_ms <= start_ms:
+        return
+    conn.execute(
+        insert(_GAPS),
+        {
+            "camera_id": camera_id,
+            "stream": "main",
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "reason": reason[:300],
+            "created_at": utcnow(),
+        },
+    )
 
 
 class SegmentStore:
