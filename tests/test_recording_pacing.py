@@ -6,17 +6,25 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pscs.recording.pacing import ReadPacer
+from pscs.recording.pacing import MAX_BACKLOG_BYTES, ReadPacer
 
 FRAME_S = 0.04  # 25 pictures a second
+PICTURE_BYTES = 10_000  # 2 Mbit/s
 
 
 def simulate(
-    pacer: ReadPacer, *, seconds: float, delay_s: float = 0.01, work_s: float = 0.0002, clock_rate: float = 1.0
+    pacer: ReadPacer,
+    *,
+    seconds: float,
+    delay_s: float = 0.01,
+    work_s: float = 0.0002,
+    clock_rate: float = 1.0,
+    picture_bytes: int = PICTURE_BYTES,
 ) -> tuple[int, int, float]:
-    """A camera sends a picture every FRAME_S (media time runs at ``clock_rate`` against the
-    local clock); it reaches the socket ``delay_s`` later; reading one takes ``work_s``.
-    Returns (pictures read, naps taken, the largest backlog seen, in seconds)."""
+    """A camera sends a picture of ``picture_bytes`` every FRAME_S (media time runs at
+    ``clock_rate`` against the local clock); it reaches the socket ``delay_s`` later;
+    reading one takes ``work_s``.  Returns (pictures read, naps taken, the largest backlog
+    seen, in seconds)."""
     now = 0.0
     naps = read = 0
     worst = 0.0
@@ -27,7 +35,7 @@ def simulate(
         now = max(now, arrives) + work_s  # a read blocks until the picture is there
         worst = max(worst, now - arrives)
         read += 1
-        nap = pacer.nap_after(sent * clock_rate, started, now)
+        nap = pacer.nap_after(sent * clock_rate, started, now, picture_bytes)
         if nap:
             naps += 1
             now += nap
@@ -38,9 +46,29 @@ def test_a_caught_up_reader_naps_between_batches_and_stays_within_one_batch_of_t
     pacer = ReadPacer(0.2)
     read, naps, worst = simulate(pacer, seconds=60)
     assert read == 1500
-    # One nap per ~0.2 s instead of one wake-up per picture, and never more than a batch behind.
-    assert 250 <= naps <= 320
+    # After the first second (the byte rate is learned), one nap per ~0.2 s instead of one
+    # wake-up per picture, and never more than a batch behind.
+    assert 240 <= naps <= 310
     assert worst <= 0.2 + FRAME_S + 0.01
+
+
+def test_a_high_bit_rate_camera_naps_only_as_long_as_the_receive_buffer_allows() -> None:
+    """What arrives during a nap waits in the kernel: an 8 Mbit/s camera fills 64 KiB in
+    65 ms, so its naps are that long, not the whole batch, and its backlog stays under it."""
+    pacer = ReadPacer(0.2)
+    picture = 40_000  # 8 Mbit/s at 25 pictures a second
+    read, naps, worst = simulate(pacer, seconds=60, picture_bytes=picture)
+    assert read == 1500 and naps > 300
+    assert worst * picture / FRAME_S <= MAX_BACKLOG_BYTES + 2 * picture
+    assert 0.05 <= pacer.nap_after(60.0, 60.0, 60.01, picture) <= 0.07
+
+
+def test_no_nap_before_the_camera_s_byte_rate_is_known() -> None:
+    pacer = ReadPacer(0.2)
+    naps = [pacer.nap_after(i * FRAME_S, i * FRAME_S, i * FRAME_S + 0.01, PICTURE_BYTES) for i in range(20)]
+    assert not any(naps)  # 0.8 s in: not yet
+    later = [pacer.nap_after(i * FRAME_S, i * FRAME_S, i * FRAME_S + 0.01, PICTURE_BYTES) for i in range(20, 40)]
+    assert later[-1] == 0.2  # 2 Mbit/s fills 64 KiB in a quarter second: the whole batch
 
 
 def test_a_batch_of_zero_reads_packet_by_packet() -> None:
@@ -51,17 +79,17 @@ def test_a_burst_of_old_pictures_read_without_waiting_never_naps() -> None:
     pacer = ReadPacer(0.2)
     # A camera's GOP cache on connect: two seconds of pictures, all already in the buffer.
     reads = [(i * FRAME_S, 5.0 + i * 1e-4) for i in range(50)]
-    naps = [pacer.nap_after(media_s=media, read_started_s=start, now_s=start + 5e-5) for media, start in reads]
+    naps = [pacer.nap_after(media, start, start + 5e-5, PICTURE_BYTES) for media, start in reads]
     assert not any(naps)
 
 
 def test_a_reader_that_is_behind_does_not_nap_even_when_a_busy_process_delays_a_read() -> None:
     pacer = ReadPacer(0.2)
     for i in range(100):  # caught up: the floor is learned
-        pacer.nap_after(i * FRAME_S, i * FRAME_S, i * FRAME_S + 0.01)
+        pacer.nap_after(i * FRAME_S, i * FRAME_S, i * FRAME_S + 0.01, PICTURE_BYTES)
     # Now half a second behind, and a read took 5 ms only because other threads held the GIL.
     media = 100 * FRAME_S
-    assert pacer.nap_after(media, media + 0.5, media + 0.505) == 0.0
+    assert pacer.nap_after(media, media + 0.5, media + 0.505, PICTURE_BYTES) == 0.0
 
 
 @given(

@@ -50,7 +50,7 @@ class RecorderConfig:
     disk_check_interval_s: float = 10.0
     max_timestamp_jump_s: float = 5.0
     max_clock_drift_s: float = 2.0
-    read_batch_s: float = 0.2  # once caught up with a camera, sleep this long between reads (0: never)
+    read_batch_s: float = 0.2  # once caught up, sleep up to this long between reads (0: never); see pacing.py
     worker_restart_max_s: float = 10.0
 
 
@@ -292,7 +292,7 @@ class CameraRecorder(threading.Thread):
                     continue  # end-of-stream marker
                 self._on_packet(packet)
                 if self._last_dts is not None:
-                    nap = self._pacer.nap_after(self._seconds(self._last_dts), read_started, returned)
+                    nap = self._pacer.nap_after(self._seconds(self._last_dts), read_started, returned, packet.size)
                     if nap:
                         self._stopping.wait(nap)  # the socket buffer holds what arrives meanwhile
                 read_started = time.monotonic()
