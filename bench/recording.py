@@ -101,20 +101,22 @@ class Measure:
     pss: int
     window_s: float
     loss: Loss | None = None
+    supervisor_cpu_s: float = 0.0  # part of cpu_s: the supervisor's threads
 
-    def per_camera_minute(self, n: int) -> float:
-        return self.cpu_s / n / (self.window_s / 60)
+    def per_camera_minute(self, n: int, cpu_s: float | None = None) -> float:
+        return (self.cpu_s if cpu_s is None else cpu_s) / n / (self.window_s / 60)
 
 
-def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> tuple[float, int, int, float]:
-    """CPU time of ``pids`` and ``cpu_only`` over the window; RSS and PSS of ``pids``."""
-    start_cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only))
-    start = time.monotonic()
+def measure(pids: list[int], seconds: float, cpu_only: tuple[int, ...] = ()) -> tuple[float, float, int, int, float]:
+    """CPU time of ``pids`` and ``cpu_only``, and of ``cpu_only`` alone, over the window;
+    RSS and PSS of ``pids``."""
+    start = [sum(cpu_seconds(p) for p in group) for group in (pids, cpu_only)]
+    started = time.monotonic()
     time.sleep(seconds)
-    elapsed = time.monotonic() - start
-    cpu = sum(cpu_seconds(p) for p in (*pids, *cpu_only)) - start_cpu
+    elapsed = time.monotonic() - started
+    cpu, cpu_only_s = (sum(cpu_seconds(p) for p in group) - s for group, s in zip((pids, cpu_only), start, strict=True))
     memory = [memory_bytes(p) for p in pids]
-    return cpu, sum(m[0] for m in memory), sum(m[1] for m in memory), elapsed
+    return cpu + cpu_only_s, cpu_only_s, sum(m[0] for m in memory), sum(m[1] for m in memory), elapsed
 
 
 class SimulatorLog:
@@ -222,7 +224,7 @@ def run_pscs(
         pids = supervisor.worker_pids()
         # The supervisor (health, alerts, camera list) runs in threads of this process, which
         # otherwise sleeps: its CPU counts.  Its memory is the service's and is not counted.
-        cpu, rss, pss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
+        cpu, supervisor_cpu, rss, pss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
     finally:
         supervisor.stop()
     loss = sim_log.loss_since(mark, len(camera_urls))
@@ -231,7 +233,7 @@ def run_pscs(
             loss.not_written += dropped
             loss.reconnects += max(0, reconnects - 1)  # the first connection is not a reconnect
     rt.close()
-    return Measure(cpu, rss, pss, elapsed, loss)
+    return Measure(cpu, rss, pss, elapsed, loss, supervisor_cpu)
 
 
 def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float) -> Measure:
@@ -270,7 +272,7 @@ def run_ffmpeg(camera_urls: list[str], tmp: Path, warmup: float, seconds: float)
         alive = [p.pid for p in procs if p.poll() is None]
         if len(alive) != len(procs):
             print(f"  warning: {len(procs) - len(alive)} ffmpeg processes exited early", file=sys.stderr)
-        cpu, rss, pss, elapsed = measure(alive, seconds)
+        cpu, _, rss, pss, elapsed = measure(alive, seconds)
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)
@@ -339,6 +341,8 @@ def report(n: int, rounds: list[tuple[Measure, Measure]]) -> None:
         rss = statistics.median(m.rss for m in runs) / n / mib
         pss = statistics.median(m.pss for m in runs) / n / mib
         print(f"{n:>4} {who:<7} {cpu:>13.3f} {ratio:>6} {rss:>11.1f} {pss:>11.1f} {lost:>7}", flush=True)
+    supervisor = statistics.median(ours.per_camera_minute(n, ours.supervisor_cpu_s) for _, ours in rounds)
+    print(f"{'':>12} of which the supervisor (indexing, health, camera list): {supervisor:.3f} s/cam-min")
     if len(ratios) > 1:
         print(f"{'':>12} ratio in each round: {', '.join(f'{r:.2f}' for r in ratios)} (sorted)")
     print(
