@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from pscs.cameras.service import disable_camera, enable_camera
+from pscs.cameras.service import disable_camera, enable_camera, update_camera
 from pscs.recording.supervisor import RecorderSupervisor
 from pscs.runtime import Runtime
 from pscs.sim.encoder import StreamSettings
@@ -155,6 +155,9 @@ def test_S1_a_camera_moved_to_another_worker_starts_there_only_after_its_old_wor
     enable_camera(rt, ADMIN, second)  # back, on the emptier worker: the gap says it was disabled
     [off] = wait_for(lambda: [g for g in gaps(rt, second) if "disabled" in g.reason], 20, "the disabled stretch's gap")  # type: ignore[misc]
     assert off.reason == "not recording (camera disabled)"
+    update_camera(rt, ADMIN, first, name="Sim A renamed")  # its thread restarts with the new settings
+    [changed] = wait_for(lambda: gaps(rt, first), 20, "the restart's gap")  # type: ignore[misc]
+    assert changed.reason == "not recording (camera's settings changed)"
     supervisor.stop()
     for camera_id in (first, second, moved):
         assert_contiguous_or_gap(rt, camera_id)

@@ -40,7 +40,7 @@ from pscs.storage.segment_files import FinishedSegment, SegmentWriter
 
 log = logging.getLogger(__name__)
 STOP_JOIN_S = 8.0
-NOT_RECORDING = "not recording (recorder stopped or camera disabled)"
+NOT_RECORDING = "not recording"  # the supervisor normally says why
 TRIM_INTERVAL_S = 10.0
 
 

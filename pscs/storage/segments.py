@@ -61,14 +61,16 @@ class SegmentIndex:
 # Core, not the ORM: every camera commits a segment every ten seconds.
 _SEGMENTS = Segment.__table__
 _GAPS = RecordingGap.__table__
+# The name is the camera, stream and start (unique): a row already there is this file's.
+_INSERT_SEGMENT = {
+    dialect: insert_for(_SEGMENTS).on_conflict_do_nothing().returning(_SEGMENTS.c.id)
+    for dialect, insert_for in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
 
 
 def _add_segment(conn: Connection, finished: FinishedSegment) -> Segment | None:
     values = asdict(finished) | {"end_ms": finished.end_ms, "created_at": utcnow()}
-    # The name is the camera, stream and start (unique): a row already there is this file's.
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-    statement = dialect_insert(_SEGMENTS).on_conflict_do_nothing().returning(_SEGMENTS.c.id)
-    segment_id = conn.execute(statement, values).scalar()
+    segment_id = conn.execute(_INSERT_SEGMENT[conn.dialect.name], values).scalar()
     if segment_id is None:
         return None
     note_segment(conn, finished.camera_id, finished.stream, finished.start_ms, finished.end_ms)
