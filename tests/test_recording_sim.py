@@ -155,9 +155,15 @@ def test_S1_a_camera_moved_to_another_worker_starts_there_only_after_its_old_wor
     enable_camera(rt, ADMIN, second)  # back, on the emptier worker: the gap says it was disabled
     [off] = wait_for(lambda: [g for g in gaps(rt, second) if "disabled" in g.reason], 20, "the disabled stretch's gap")  # type: ignore[misc]
     assert off.reason == "not recording (camera disabled)"
-    update_camera(rt, ADMIN, first, name="Sim A renamed")  # its thread restarts with the new settings
+    recorded = len(segments(rt, first))
+    update_camera(rt, ADMIN, first, name="Sim A renamed")  # a new name: no reconnect, no gap
+    wait_for(lambda: len(segments(rt, first)) >= recorded + 2, 20, "camera A recording on")
+    assert gaps(rt, first) == []
+    # Another stream URL (here: with credentials) is a new connection, and its gap says why.
+    with_user = sim.url("loop1").replace("rtsp://", "rtsp://viewer:pw@")
+    update_camera(rt, ADMIN, first, main_url=with_user, public_area_attested=True)
     [changed] = wait_for(lambda: gaps(rt, first), 20, "the restart's gap")  # type: ignore[misc]
-    assert changed.reason == "not recording (camera's settings changed)"
+    assert changed.reason == "not recording (camera's stream changed)"
     supervisor.stop()
     for camera_id in (first, second, moved):
         assert_contiguous_or_gap(rt, camera_id)

@@ -234,8 +234,8 @@ class RecorderSupervisor:
         sources = recording_sources(self.rt.db, self.rt.secrets)
         before = {s.camera_id: s for handle in self._workers for s in handle.cameras}
         for source in sources:
-            if source.camera_id in before and before[source.camera_id] != source:
-                self._gap_reasons[source.camera_id] = "not recording (camera's settings changed)"
+            if source.camera_id in before and before[source.camera_id].main_url != source.main_url:
+                self._gap_reasons[source.camera_id] = "not recording (camera's stream changed)"
         previous = self._assignment
         self._assignment = assign_cameras(
             previous, (s.camera_id for s in sources), self.worker_count, self.config.cameras_per_worker

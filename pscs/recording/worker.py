@@ -132,10 +132,13 @@ class Worker:
     ) -> None:
         wanted = {s.camera_id: s for s in sources}
         for camera_id, recorder in list(self.recorders.items()):
-            if camera_id not in wanted or wanted[camera_id] != recorder.source:
+            source = wanted.get(camera_id)
+            if source is None or source.main_url != recorder.source.main_url:
                 recorder.stop()  # disabled, or its URL changed: it finishes its segment
                 del self.recorders[camera_id]
                 self.retiring[camera_id] = recorder
+            else:
+                recorder.source = source  # renamed at most: no reason to reconnect
         for camera_id, source in wanted.items():
             if camera_id in self.recorders:
                 continue
