@@ -7,10 +7,11 @@
 
 It reconciles storage before anything is written, spreads the enabled cameras over a few
 worker processes (``assign_cameras``: one fills before the next starts), indexes the
-segments and gaps the workers report (retrying while the database is unavailable), restarts
-a worker that dies (after reconciling its cameras), picks up camera changes, writes each camera's health
-to ``camera_health`` every couple of seconds, raises an alert for a camera offline longer
-than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
+segments and gaps the workers report (retrying while the database is unavailable),
+reconciles and restarts a worker that dies, hands a moved camera from one worker to the
+next, picks up camera changes, writes each camera's health to ``camera_health`` (at once
+when a state changes, else every ``health_write_s``), raises an alert for a camera offline
+longer than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
 the single deletion path.
 """
 
@@ -240,7 +241,6 @@ class RecorderSupervisor:
         self._assignment = assign_cameras(
             previous, (s.camera_id for s in sources), self.worker_count, self.config.cameras_per_worker
         )
-        crashed_and_moved: set[int] = set()
         for camera_id, worker in self._assignment.items():
             old = self._moving.get(camera_id, previous.get(camera_id))
             if old is None or old == worker:
@@ -248,11 +248,7 @@ class RecorderSupervisor:
             elif self._workers[old].process is not None:
                 self._moving[camera_id] = old
                 self._gap_reasons[camera_id] = "not recording (camera moved to another recorder worker)"
-            else:
-                crashed_and_moved.add(camera_id)
-        if crashed_and_moved:
-            # Their old worker died and will reconcile only the cameras it keeps.
-            reconcile(self.rt, ACTOR, camera_ids=crashed_and_moved)
+            # else its old worker died, and reconciled its files then: it may start at once
         for handle in self._workers:
             handle.cameras = [s for s in sources if self._assignment[s.camera_id] == handle.index]
         with self.rt.db.session() as s:
@@ -300,21 +296,23 @@ class RecorderSupervisor:
                     self._receive(handle.conn)  # what it finished before it died is indexed first
                     handle.conn.close()
                 handle.process, handle.conn = None, None
+                # Its cameras' files may be half-written, those it was handing over too: make
+                # disk and index agree now, while nobody writes them, so that each may start
+                # again anywhere (here after the restart, or on another worker).
                 leaving = {c for c, w in self._moving.items() if w == handle.index}
+                self._flush_index()
+                reconcile(self.rt, ACTOR, camera_ids={s.camera_id for s in handle.cameras} | leaving)
+                for camera_id in leaving:
+                    del self._moving[camera_id]
                 if leaving:
-                    # Cameras it was handing over: their files may be half-written too.
-                    reconcile(self.rt, ACTOR, camera_ids=leaving)
-                    for camera_id in leaving:
-                        del self._moving[camera_id]
                     self._handoff_due = True
                 if now - handle.started_at > 60:
                     handle.restart_delay = 0.5  # it had been healthy: not a crash loop
                 handle.restart_at = now + handle.restart_delay
                 handle.restart_delay = min(handle.restart_delay * 2, self.config.worker_restart_max_s)
-                for source in handle.cameras:
-                    self._gap_reasons[source.camera_id] = "not recording (recorder worker crashed)"
                 with self._lock:
                     for source in handle.cameras:
+                        self._gap_reasons[source.camera_id] = "not recording (recorder worker crashed)"
                         snapshot = self._health.setdefault(source.camera_id, {"camera_id": source.camera_id})
                         snapshot.update(
                             state="offline",
@@ -332,8 +330,6 @@ class RecorderSupervisor:
                     details={"exit_code": code, "cameras": [s.camera_id for s in handle.cameras]},
                 )
             if handle.process is None and handle.restart_at is not None and now >= handle.restart_at:
-                # Its cameras' files may be half-written: make disk and index agree first.
-                reconcile(self.rt, ACTOR, camera_ids={s.camera_id for s in handle.cameras})
                 handle.restarts += 1
                 handle.restart_at = None
                 self._spawn(handle)
