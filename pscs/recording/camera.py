@@ -18,12 +18,21 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import av
-import av.error
 
+from pscs.cameras.rtsp_client import (
+    NAL_PPS,
+    NAL_SPS,
+    AccessUnit,
+    NotH264Error,
+    RtspError,
+    RtspSession,
+    RtspStatusError,
+    annex_b,
+)
 from pscs.cameras.sources import RecordingSource
 from pscs.recording.pacing import ReadPacer
 from pscs.storage.segment_files import MP4_OPTIONS, FinishedSegment, SegmentFile, SegmentWriter
@@ -68,32 +77,31 @@ class StreamRejected(Exception):
         self.reason = reason
 
 
-_CONFIG_ERRORS = (av.error.HTTPClientError, StreamRejected)
+_CONFIG_ERRORS = (RtspStatusError, NotH264Error, StreamRejected)
+_RTSP_REASONS = {
+    401: "401 unauthorized (check the camera's username and password)",
+    403: "403 forbidden",
+    404: "404 not found (check the stream path)",
+}
 
 
 def describe_error(exc: BaseException, timeout_s: float = 5.0) -> str:
-    """A short, credential-free description for the health page.  Never ``str(exc)``:
-    FFmpeg's messages end with the URL, and the URL may hold the password."""
+    """A short, credential-free description for the health page (the RTSP client's
+    messages never hold the URL, which may hold the password)."""
     if isinstance(exc, StreamRejected):
         return exc.reason
-    if isinstance(exc, av.error.HTTPUnauthorizedError):
-        return "401 unauthorized (check the camera's username and password)"
-    if isinstance(exc, av.error.HTTPForbiddenError):
-        return "403 forbidden"
-    if isinstance(exc, av.error.HTTPNotFoundError):
-        return "404 not found (check the stream path)"
-    if isinstance(exc, av.error.HTTPError):
-        return f"camera refused the request (RTSP error {getattr(exc, 'errno', '?')})"
+    if isinstance(exc, RtspStatusError):
+        return _RTSP_REASONS.get(exc.status, f"camera refused the request (RTSP {exc.status} {exc.reason})")
+    if isinstance(exc, RtspError):
+        return str(exc)
     if isinstance(exc, ConnectionRefusedError):
         return "unreachable (connection refused)"
-    if isinstance(exc, av.error.ExitError | TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError | socket.timeout):
         return f"unreachable (no answer within {timeout_s:g} s)"
     if isinstance(exc, socket.gaierror):
         return "unreachable (unknown host name)"
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return "connection lost"
-    if isinstance(exc, av.error.EOFError):
-        return "stream ended"
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return "unreachable (no route to host)"
     if isinstance(exc, av.FFmpegError):
@@ -165,12 +173,26 @@ class IndexSink(Protocol):
         """The camera's thread has ended: its last segment has been handed over."""
 
 
+def _decode_size(parameter_sets: list[bytes], keyframe: AccessUnit) -> tuple[int, int]:
+    decoder = av.CodecContext.create("h264", "r")
+    try:
+        frames = decoder.decode(av.Packet(annex_b(parameter_sets) + keyframe.annex_b())) + decoder.decode(None)
+    except av.FFmpegError:
+        frames = []
+    if not frames:
+        raise StreamRejected("the camera's H.264 keyframe does not decode")
+    return frames[0].width, frames[0].height
+
+
 class _OpenSegment:
-    def __init__(self, file: SegmentFile, container: Any, stream: Any, start_ts: int) -> None:
+    def __init__(
+        self, file: SegmentFile, container: Any, stream: Any, start_ts: int, parameter_sets: list[bytes]
+    ) -> None:
         self.file = file
         self.container = container
         self.stream = stream
         self.start_ts = start_ts
+        self.parameter_sets = parameter_sets  # SPS and PPS the segment's avcC was made from
         self.frames = 0
 
 
@@ -200,7 +222,11 @@ class CameraRecorder(threading.Thread):
         self._gap_reason = first_gap_reason
         self._last_end_ms = last_end_ms  # never start a run before this: segments do not overlap
         self._frames_this_connection = 0
-        self._in_stream: Any = None
+        self._dropped_units = 0  # pictures not recorded (mid-GOP at a run's start)
+        self._parameter_sets: list[bytes] = []  # the camera's SPS and PPS, latest first seen
+        self._size_for: tuple[bytes, ...] | None = None
+        self._size = (0, 0)
+        self._set_time_base(1, 90_000)
         self._pacer = ReadPacer(config.read_batch_s)
         self._reset_run()
 
@@ -238,7 +264,7 @@ class CameraRecorder(threading.Thread):
                 reason = describe_error(exc, self.config.open_timeout_s)
                 if isinstance(exc, _CONFIG_ERRORS):
                     retry_after = self.config.config_error_retry_s
-                elif not isinstance(exc, av.FFmpegError | OSError):
+                elif not isinstance(exc, RtspError | av.FFmpegError | OSError):
                     log.exception("camera %s (%s): recorder error", self.camera_id, self.source.name)
             if self._stopping.is_set():
                 break
@@ -256,82 +282,49 @@ class CameraRecorder(threading.Thread):
             self._stopping.wait(retry_after)
 
     # One connection ---------------------------------------------------------------------------
-    def _open(self, probe: bool) -> Any:
-        host = urlsplit(self.source.main_url).hostname or ""
-        socket.getaddrinfo(host, None)  # a clear "unknown host" rather than FFmpeg's I/O error
-        # The socket time-out is FFmpeg's own option, not PyAV's ``timeout=``: PyAV's version
-        # is an interrupt callback that takes the GIL on every network poll, which with many
-        # cameras per process cost more CPU than the recording itself.
-        timeout_us = int(max(self.config.open_timeout_s, self.config.read_timeout_s) * 1_000_000)
-        options = {"rtsp_transport": "tcp", "rtsp_flags": "prefer_tcp", "timeout": str(timeout_us)}
-        # Parameters normally come from the SDP (sprop-parameter-sets): skip the 5 s probe.
-        options |= (
-            {"analyzeduration": "2000000", "probesize": "1000000"}
-            if probe
-            else {"analyzeduration": "0", "probesize": "32"}
-        )
-        return av.open(self.source.main_url, options=options)
-
     def _record_connection(self) -> bool:
         self._frames_this_connection = 0
-        container = self._open(probe=False)
+        timeout_s = max(self.config.open_timeout_s, self.config.read_timeout_s)
+        session = RtspSession(self.source.main_url, timeout_s=timeout_s)
         try:
-            stream = self._video_stream(container)
-            if not stream.codec_context.extradata or not stream.codec_context.width:
-                container.close()  # no parameter sets in the SDP: probe the stream for them
-                container = self._open(probe=True)
-                stream = self._video_stream(container)
-            self._in_stream = stream
+            track = session.open()
+            self._parameter_sets = list(track.parameter_sets)
+            self._set_time_base(1, track.clock_rate)
             self.stats.reconnects += 1
-            read_started = time.monotonic()
-            for packet in container.demux(stream):
-                returned = time.monotonic()
-                if self._stopping.is_set() or self._writes_paused.is_set():
-                    break
-                if packet.size == 0:
-                    continue  # end-of-stream marker
-                self._on_packet(packet)
-                if self._last_dts is not None:
-                    nap = self._pacer.nap_after(self._seconds(self._last_dts), read_started, returned, packet.size)
-                    if nap:
-                        self._stopping.wait(nap)  # the socket buffer holds what arrives meanwhile
-                read_started = time.monotonic()
+            lost_before = self.stats.dropped_packets
+            should_stop = self._should_stop
+            while not should_stop():
+                units, drained = session.read(should_stop)
+                for unit in units:
+                    self._on_unit(unit)
+                self.stats.dropped_packets = lost_before + self._dropped_units + session.lost_packets
+                nap = self._pacer.nap_after(time.monotonic(), session.bytes_received, drained)
+                if nap:
+                    self._stopping.wait(nap)  # the socket buffer holds what arrives meanwhile
         finally:
             try:
                 self._end_run()
             finally:
-                container.close()
+                session.close()
         return self._frames_this_connection > 0
 
-    @staticmethod
-    def _video_stream(container: Any) -> Any:
-        if not container.streams.video:
-            raise StreamRejected("no video stream")
-        stream = container.streams.video[0]
-        codec = stream.codec_context.name
-        if codec != "h264":
-            raise StreamRejected(f"not H.264 (camera sends {codec}); set the camera to H.264")
-        return stream
+    def _should_stop(self) -> bool:
+        return self._stopping.is_set() or self._writes_paused.is_set()
 
-    # Packets, runs and segments ----------------------------------------------------------------
+    # Access units, runs and segments -------------------------------------------------------------
     def _reset_run(self) -> None:
         self._segment: _OpenSegment | None = None
         self._anchor_ms = 0
         self._anchor_ts = 0
         self._anchor_mono = 0.0
-        # The time base as integers (90 kHz unless the stream says otherwise), and the
-        # thresholds in its ticks: the per-packet path does integer arithmetic only.
-        self._tb_num, self._tb_den = 1, 90_000
-        self._segment_ticks = self._max_jump_ticks = 0.0
-        self._set_time_base(1, 90_000)
         self._last_ts: int | None = None
-        self._last_dts: int | None = None
         self._step = 0  # one frame's duration, in time-base units
-        self._held: Any = None  # a first keyframe that came without a timestamp
         self._pacer.reset()
 
     def _set_time_base(self, num: int, den: int) -> None:
+        # The thresholds in the time base's ticks: the per-picture path does integer arithmetic.
         self._tb_num, self._tb_den = num, den
+        self._time_base = Fraction(num, den)
         ticks_per_s = den / num
         self._segment_ticks = self.config.segment_seconds * ticks_per_s
         self._max_jump_ticks = self.config.max_timestamp_jump_s * ticks_per_s
@@ -343,30 +336,12 @@ class CameraRecorder(threading.Thread):
         # Rounded to the nearest millisecond, in integers: exact however long the run.
         return self._anchor_ms + ((ts - self._anchor_ts) * self._tb_num * 2000 + self._tb_den) // (2 * self._tb_den)
 
-    def _on_packet(self, packet: Any) -> None:
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None:
-            if self._last_ts is not None and self._step:
-                ts = self._last_ts + self._step
-            elif packet.is_keyframe and self._segment is None:
-                self._held = packet  # timed from the next packet (RTSP's first packet can lack one)
-                return
-            else:
-                self.stats.dropped_packets += 1
-                return
-        if self._held is not None:
-            held, self._held = self._held, None
-            step = held.duration or packet.duration
-            if step:
-                held.pts = held.dts = ts - step
-                self._on_timed_packet(held, ts - step, ts - step)
-            else:
-                self.stats.dropped_packets += 1
-        self._on_timed_packet(packet, ts, packet.dts if packet.dts is not None else ts)
-
-    def _on_timed_packet(self, packet: Any, ts: int, dts: int) -> None:
-        if self._last_dts is not None:
-            jump = dts - self._last_dts
+    def _on_unit(self, unit: AccessUnit) -> None:
+        ts = unit.timestamp
+        if unit.keyframe:
+            self._note_parameter_sets(unit)
+        if self._last_ts is not None:
+            jump = ts - self._last_ts
             if jump <= 0 or jump > self._max_jump_ticks:
                 self.stats.timestamp_discontinuities += 1
                 log.warning(
@@ -377,11 +352,13 @@ class CameraRecorder(threading.Thread):
                 self._end_run()
                 self._gap_reason = "timestamp discontinuity in the camera's stream"
         if self._segment is None:
-            if not packet.is_keyframe:
-                self.stats.dropped_packets += 1  # cannot start a playable segment mid-GOP
+            if not unit.keyframe:
+                self._dropped_units += 1  # cannot start a playable segment mid-GOP
                 return
-            self._start_run(packet, ts)
-        elif packet.is_keyframe and ts - self._segment.start_ts >= self._segment_ticks:
+            self._start_run(unit)
+        elif unit.keyframe and (
+            ts - self._segment.start_ts >= self._segment_ticks or self._segment.parameter_sets != self._parameter_sets
+        ):
             drift = self._seconds(ts - self._anchor_ts) - (time.monotonic() - self._anchor_mono)
             if abs(drift) > self.config.max_clock_drift_s:
                 log.warning(
@@ -391,20 +368,24 @@ class CameraRecorder(threading.Thread):
                 )
                 self._end_run(end_ts=ts)
                 self._gap_reason = "clock re-sync (camera and recorder clocks drifted apart)"
-                self._start_run(packet, ts)
+                self._start_run(unit)
             else:
                 self._close_segment(ts)
-                self._open_segment(ts)
-        if packet.duration:
-            self._step = packet.duration
-        elif self._last_ts is not None and ts > self._last_ts:
+                self._open_segment(unit)
+        if self._last_ts is not None and ts > self._last_ts:
             self._step = ts - self._last_ts
-        self._last_ts, self._last_dts = ts, dts
-        self._write(packet, ts, dts)
+        self._last_ts = ts
+        self._write(unit, ts)
 
-    def _start_run(self, packet: Any, ts: int) -> None:
-        if packet.time_base:
-            self._set_time_base(packet.time_base.numerator, packet.time_base.denominator)
+    def _note_parameter_sets(self, unit: AccessUnit) -> None:
+        """A keyframe's in-band SPS and PPS replace those from the SDP (a camera whose
+        settings changed sends new ones; its next segment is cut with them)."""
+        in_band = [nal for nal in unit.nals if nal[0] & 0x1F in (NAL_SPS, NAL_PPS)]
+        if in_band:
+            self._parameter_sets = in_band
+
+    def _start_run(self, unit: AccessUnit) -> None:
+        ts = unit.timestamp
         start_ms = wall_ms()
         if self._last_end_ms is not None:
             # Never overlap what is already recorded, even if the wall clock stepped back.
@@ -412,25 +393,42 @@ class CameraRecorder(threading.Thread):
             if start_ms > self._last_end_ms:
                 self._record_gap(self._last_end_ms, start_ms, self._gap_reason)
         self._anchor_ms, self._anchor_ts, self._anchor_mono = start_ms, ts, time.monotonic()
-        self._open_segment(ts)
+        self._open_segment(unit)
         self.stats.set_state("online")
         log.info("camera %s (%s) recording", self.camera_id, self.source.name)
 
-    def _open_segment(self, ts: int) -> None:
+    def _open_segment(self, keyframe: AccessUnit) -> None:
+        ts = keyframe.timestamp
+        width, height = self._picture_size(keyframe)
         file = self.files.open_segment(self.camera_id, "main", self._ms(ts))
         try:
             container = av.open(file, "w", format="mp4", options=MP4_OPTIONS, buffer_size=WRITE_BUFFER_BYTES)
-            stream = container.add_stream_from_template(self._in_stream)
+            # No codec context: the packets are muxed as they came (stream copy); the muxer
+            # takes the avcC from the parameter sets that lead the segment's first picture.
+            stream = container.add_mux_stream("h264", width=width, height=height, time_base=self._time_base)
         except Exception:
             self.files.discard(file)
             raise
-        self._segment = _OpenSegment(file, container, stream, ts)
+        self._segment = _OpenSegment(file, container, stream, ts, list(self._parameter_sets))
 
-    def _write(self, packet: Any, ts: int, dts: int) -> None:
+    def _picture_size(self, keyframe: AccessUnit) -> tuple[int, int]:
+        """Width and height from the parameter sets, found by decoding the keyframe that
+        opens the run once (FFmpeg parses the SPS; cropping included)."""
+        key = tuple(self._parameter_sets)
+        if self._size_for != key:
+            self._size_for, self._size = key, _decode_size(self._parameter_sets, keyframe)
+        return self._size
+
+    def _write(self, unit: AccessUnit, ts: int) -> None:
         seg = self._segment
         assert seg is not None
-        packet.pts = ts - seg.start_ts
-        packet.dts = dts - seg.start_ts
+        data = unit.annex_b()
+        if seg.frames == 0 and not any(nal[0] & 0x1F == NAL_SPS for nal in unit.nals):
+            data = annex_b(seg.parameter_sets) + data  # every segment decodes on its own
+        packet = av.Packet(data)
+        packet.pts = packet.dts = ts - seg.start_ts
+        packet.time_base = self._time_base
+        packet.is_keyframe = unit.keyframe
         packet.stream = seg.stream
         seg.container.mux(packet)
         seg.frames += 1
