@@ -237,6 +237,7 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
     rt = sqlite_runtime
     good = GstCamera("/good/main", fps=10, gop=10).start()
     locked = GstCamera("/locked/main", user="operator", password="s3cret-pass").start()
+    digest = GstCamera("/digest/main", user="operator", password="s3cret-pass", digest=True).start()
     mjpeg = GstCamera("/mjpeg/main", codec="mjpeg", fps=5).start()
     try:
         ids = {
@@ -245,7 +246,9 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
             "wrong path": register(rt, "Wrong path", good.url().replace("/good/main", "/nope")),
             "unauthorized": register(rt, "Wrong password", locked.url("operator:wrong")),
             "not h264": register(rt, "MJPEG", mjpeg.url()),
+            "digest unauthorized": register(rt, "Wrong password (Digest)", digest.url("operator:wrong")),
             "authorized": register(rt, "Right password", locked.url("operator:s3cret-pass")),
+            "digest authorized": register(rt, "Right password (Digest)", digest.url("operator:s3cret-pass")),
         }
         config = RecorderConfig(**{**FAST.__dict__, "workers": 2, "offline_alert_after_s": 6.0})
         supervisor_factory(rt, config)
@@ -253,6 +256,7 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
             "unreachable": "unreachable (connection refused)",
             "wrong path": "404 not found",
             "unauthorized": "401 unauthorized",
+            "digest unauthorized": "401 unauthorized",
             "not h264": "not H.264 (camera sends mjpeg)",
         }
 
@@ -264,22 +268,23 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
 
         wait_for(statuses_clear, 20, "each bad camera's status")
         wait_for(
-            lambda: len(segments(rt, ids["good"])) >= 3 and len(segments(rt, ids["authorized"])) >= 3,
+            lambda: all(len(segments(rt, ids[k])) >= 3 for k in ("good", "authorized", "digest authorized")),
             20,
             "the good cameras' segments",
         )
         with rt.db.session() as s:
             alerts = {a.camera_id for a in s.scalars(select(Alert).where(Alert.kind == "camera_offline"))}
         wait_for(lambda: _alerted(rt) >= {ids[k] for k in expected}, 10, "offline alerts")
-        assert ids["good"] not in alerts and ids["authorized"] not in alerts
-        for key in ("good", "authorized"):
+        recording = ("good", "authorized", "digest authorized")
+        assert not alerts & {ids[k] for k in recording}
+        for key in recording:
             h = health(rt, ids[key])
             assert h is not None and h.state == "online"
             assert h.timestamp_discontinuities == 0
             rows = segments(rt, ids[key])
             assert all(b.start_ms == a.end_ms for a, b in zip(rows, rows[1:], strict=False))
     finally:
-        for camera in (good, locked, mjpeg):
+        for camera in (good, locked, digest, mjpeg):
             camera.stop()
     # No credential reached the audit trail or the health table.
     for event in rt.audit.search(limit=1000):

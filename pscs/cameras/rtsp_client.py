@@ -92,7 +92,8 @@ class AccessUnit:
 class VideoTrack:
     """The SDP's first video stream."""
 
-    control_url: str
+    control_url: str  # what SETUP names
+    session_url: str  # what PLAY names: the session's (aggregate) control URL
     payload_type: int
     codec: str  # FFmpeg's name: "h264", "hevc", "mjpeg", ...
     clock_rate: int
@@ -159,7 +160,13 @@ def parse_sdp_video(sdp: str, base_url: str) -> VideoTrack:
         codec = _STATIC_PAYLOAD_CODECS.get(payload_type, f"RTP payload type {payload_type}")
     else:
         codec = _ENCODING_CODECS.get(encoding, encoding)
-    track = VideoTrack(_resolve_control(base_url, session_control, control), payload_type, codec, clock_rate)
+    track = VideoTrack(
+        _resolve_control(base_url, session_control, control),
+        _resolve_control(base_url, session_control, None),
+        payload_type,
+        codec,
+        clock_rate,
+    )
     for parameter in fmtp.split(";"):
         name, _, value = parameter.strip().partition("=")
         if name.lower() == "sprop-parameter-sets" and value:
@@ -192,6 +199,7 @@ class _Authenticator:
         self.scheme = scheme.lower()
         self.params = {k.lower(): v for k, v in re.findall(r'(\w+)\s*=\s*"?([^",]*)"?', rest)}
         self.nonce_count = 0
+        self.new_cnonce: Callable[[], str] = lambda: os.urandom(8).hex()
 
     def header(self, method: str, uri: str) -> str:
         if self.scheme == "basic":
@@ -203,7 +211,7 @@ class _Authenticator:
         value = f'Digest username="{self.user}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
         if "auth" in [q.strip() for q in self.params.get("qop", "").split(",")]:
             self.nonce_count += 1
-            nc, cnonce = f"{self.nonce_count:08x}", os.urandom(8).hex()
+            nc, cnonce = f"{self.nonce_count:08x}", self.new_cnonce()
             value += f', qop=auth, nc={nc}, cnonce="{cnonce}"'
             response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
         else:
@@ -280,7 +288,7 @@ class RtspSession:
         self._session_id, _, params = session.partition(";")
         timeout = re.search(r"timeout\s*=\s*(\d+)", params)
         self._keepalive_s = max(int(timeout.group(1)) / 2, 1.0) if timeout else 30.0
-        self._request("PLAY", base, {"Range": "npt=0.000-"})
+        self._request("PLAY", track.session_url, {"Range": "npt=0.000-"})
         self._sock.settimeout(_POLL_S)
         self._last_data = time.monotonic()
         self._next_keepalive = self._last_data + self._keepalive_s

@@ -10,7 +10,8 @@ as the client asks), prints ``READY <port>`` once it listens and exits on SIGTER
         [--codec h264|mjpeg] [--fps 10] [--gop 10] [--size 320x240] [--user u --password p]
 
 ``--codec mjpeg`` serves Motion JPEG (RFC 2435), i.e. a camera that is *not* H.264.
-``--user/--password`` require RTSP Basic authentication (wrong or no credentials: 401).
+``--user/--password`` require RTSP Basic authentication, with ``--digest`` Digest
+authentication (RFC 2617) instead, as most IP cameras do (wrong or no credentials: 401).
 
 Tests (in the project's virtualenv) drive it through :class:`GstCamera`; ``gi`` is only
 imported when this file runs as the server.
@@ -49,6 +50,7 @@ class GstCamera:
         gop: int = 10,
         user: str | None = None,
         password: str | None = None,
+        digest: bool = False,
     ) -> None:
         self.path = path if path.startswith("/") else "/" + path
         self.port = port or free_port()
@@ -66,6 +68,8 @@ class GstCamera:
         ]
         if user:
             self.args += ["--user", user, "--password", password or ""]
+        if digest:
+            self.args.append("--digest")
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, credentials: str | None = None) -> str:
@@ -133,8 +137,9 @@ def main() -> int:
     import gi
 
     gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
     gi.require_version("GstRtspServer", "1.0")
-    from gi.repository import GLib, Gst, GstRtspServer
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -145,6 +150,7 @@ def main() -> int:
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--digest", action="store_true", help="Digest authentication instead of Basic")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -172,7 +178,11 @@ def main() -> int:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "camera-user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
+        if args.digest:
+            auth.add_digest(args.user, args.password or "", token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
         server.set_auth(auth)
 
     if server.attach(None) == 0:
