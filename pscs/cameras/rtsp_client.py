@@ -267,10 +267,14 @@ class RtspSession:
         parts = urlsplit(self.url)
         self._sock = socket.create_connection((parts.hostname, parts.port), timeout=self.timeout_s)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        options = self._request("OPTIONS", self.url)
-        public = (options.header("public") or "").upper()
-        if "GET_PARAMETER" in public:
-            self._keepalive_method = "GET_PARAMETER"
+        try:
+            options = self._request("OPTIONS", self.url)
+            if "GET_PARAMETER" in (options.header("public") or "").upper():
+                self._keepalive_method = "GET_PARAMETER"
+        except RtspStatusError as exc:
+            if exc.status in (401, 403):
+                raise
+            self._keepalive_method = "GET_PARAMETER"  # OPTIONS is optional (RFC 2326 10.1)
         describe = self._request("DESCRIBE", self.url, {"Accept": "application/sdp"})
         base = describe.header("content-base") or describe.header("content-location") or self.url
         track = parse_sdp_video(describe.body.decode("utf-8", "replace"), base)
@@ -322,28 +326,14 @@ class RtspSession:
         self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def _read_response(self) -> Response:
-        """Read until a complete response; interleaved frames before it (none are expected
-        before PLAY) are skipped."""
-        deadline = time.monotonic() + self.timeout_s
+        """Read until a complete response (the socket's time-out bounds each wait)."""
         while True:
-            start = 0
-            while start < self._filled and self._buffer[start] == 0x24:  # '$': skip a frame
-                if self._filled - start < 4:
-                    break
-                length = int.from_bytes(self._buffer[start + 2 : start + 4], "big")
-                if self._filled - start < 4 + length:
-                    break
-                start += 4 + length
-            head_end = self._buffer.find(b"\r\n\r\n", start, self._filled)
-            if head_end >= 0 and self._buffer[start] != 0x24:
-                response, used = self._parse_response(start, head_end)
+            head_end = self._buffer.find(b"\r\n\r\n", 0, self._filled)
+            if head_end >= 0:
+                response, used = self._parse_response(0, head_end)
                 if response is not None:
                     self._consume(used)
                     return response
-            elif start:
-                self._consume(start)
-            if time.monotonic() > deadline:
-                raise TimeoutError("no RTSP response")
             self._fill()
 
     def _parse_response(self, start: int, head_end: int) -> tuple[Response | None, int]:

@@ -48,7 +48,9 @@ class RecordingCollector(Collector):
         frames = CounterMetricFamily("pscs_camera_frames", "Frames recorded", labels=labels)
         nbytes = CounterMetricFamily("pscs_camera_received_bytes", "Video bytes recorded", labels=labels)
         dropped = CounterMetricFamily(
-            "pscs_camera_dropped_packets", "RTP packets the camera sent that never arrived, and pictures dropped mid-GOP at a start", labels=labels
+            "pscs_camera_dropped_packets",
+            "RTP packets lost on the way, and pictures dropped before a run's first keyframe",
+            labels=labels,
         )
         discontinuities = CounterMetricFamily(
             "pscs_camera_timestamp_discontinuities", "Jumps in the camera's media timestamps", labels=labels
