@@ -6,11 +6,10 @@ test_recording_e2e.py."""
 
 from __future__ import annotations
 
-import socket
 import struct
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,6 +25,7 @@ from pscs.cameras.rtsp_client import (
 )
 from pscs.sim.h264 import NAL_IDR, NAL_SEI, parse_pscs_sei
 from pscs.sim.rtp import build_sender_report, interleave, packetize_access_unit
+from tests.peers.scripted_camera import ScriptedCamera
 
 SPS = bytes.fromhex("6742c01eda02802d8840000003004000000f03c58ba8")
 PPS = bytes.fromhex("68ce3c80")
@@ -188,92 +188,34 @@ def test_csrc_header_extension_and_padding_are_skipped() -> None:
     assert unit.nals == [SLICE]
 
 
+def test_rtsp_messages_between_frames_are_skipped_whole() -> None:
+    session = offline_session()
+    answer = b"RTSP/1.0 200 OK\r\nCSeq: 5\r\nContent-Length: 4\r\n\r\nok\r\n"
+    request = b"SET_PARAMETER rtsp://cam/live RTSP/1.0\r\nCSeq: 1\r\n\r\n"  # sent by the camera
+    first, seq = frames_for([SPS, PPS, IDR], 0, 0)
+    second, _ = frames_for([SLICE], seq, 3600)
+    units = feed(session, first + answer[:20])
+    units += feed(session, answer[20:] + request + second)
+    assert [u.timestamp for u in units] == [0, 3600] and session.lost_packets == 0
+
+
 def test_bytes_that_are_neither_rtsp_nor_interleaved_frames_end_the_connection() -> None:
     with pytest.raises(RtspProtocolError, match="framing"):
         feed(offline_session(), b"\x00garbage that is not a frame")
 
 
 # A session against a scripted camera ----------------------------------------------------------
-class ScriptedCamera:
-    """A camera on a real socket that answers RTSP by a script and then streams; it keeps
-    the requests it received.  ``session_timeout_s`` is what SETUP announces."""
-
-    def __init__(self, *, session_timeout_s: int = 60, describe_status: int = 200, sdp: str | None = None) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.session_timeout_s = session_timeout_s
-        self.describe_status = describe_status
-        self.sdp = sdp or SDP.format(session="*", control="trackID=1")
-        self.requests: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/live"
-
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        conn.settimeout(0.05)
-        pending, seq, timestamp, playing = b"", 0, 0, False
-        with conn:
-            while not self.stop.is_set():
-                try:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    pending += chunk
-                except TimeoutError:
-                    pass
-                except OSError:
-                    return  # the client went away
-                while b"\r\n\r\n" in pending:
-                    head, pending = pending.split(b"\r\n\r\n", 1)
-                    request = head.decode()
-                    self.requests.append(request)
-                    playing = self._answer(conn, request) or playing
-                if playing:  # a picture every 50 ms (the recv time-out paces the loop)
-                    nals = [SPS, PPS, IDR] if seq == 0 else [SLICE]
-                    data, seq = frames_for(nals, seq, timestamp)
-                    conn.sendall(data)
-                    timestamp += 4500
-
-    def _answer(self, conn: socket.socket, request: str) -> bool:
-        method = request.split(" ", 1)[0]
-        cseq = next(line.split(":", 1)[1].strip() for line in request.split("\r\n") if line.startswith("CSeq"))
-        headers, body, status = [f"CSeq: {cseq}"], b"", "200 OK"
-        if method == "OPTIONS":
-            headers.append("Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER")
-        elif method == "DESCRIBE":
-            if self.describe_status != 200:
-                status = f"{self.describe_status} Nope"
-            body = self.sdp.encode()
-            headers += ["Content-Type: application/sdp", f"Content-Base: {self.url()}/"]
-        elif method == "SETUP":
-            headers += [
-                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1",
-                f"Session: 77;timeout={self.session_timeout_s}",
-            ]
-        headers.append(f"Content-Length: {len(body)}")
-        conn.sendall(f"RTSP/1.0 {status}\r\n".encode() + "\r\n".join(headers).encode() + b"\r\n\r\n" + body)
-        return method == "PLAY"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.listener.close()
-
-
 @pytest.fixture
-def camera_factory() -> Iterator[type[ScriptedCamera]]:
+def camera_factory() -> Iterator[Callable[..., ScriptedCamera]]:
     made: list[ScriptedCamera] = []
 
-    def make(**kwargs: object) -> ScriptedCamera:
-        camera = ScriptedCamera(**kwargs)  # type: ignore[arg-type]
+    def make(*, sdp: str | None = None, **kwargs: Any) -> ScriptedCamera:
+        pictures = [[SPS, PPS, IDR]] + [[SLICE]] * 199
+        camera = ScriptedCamera(pictures, sdp=sdp or SDP.format(session="*", control="trackID=1"), **kwargs)
         made.append(camera)
         return camera
 
-    yield make  # type: ignore[misc]
+    yield make
     for camera in made:
         camera.close()
 
@@ -286,7 +228,9 @@ def read_for(session: RtspSession, seconds: float) -> list[AccessUnit]:
     return units
 
 
-def test_a_session_keeps_itself_alive_and_the_answers_do_not_disturb_the_stream(camera_factory) -> None:  # type: ignore[no-untyped-def]
+def test_a_session_keeps_itself_alive_and_the_answers_do_not_disturb_the_stream(
+    camera_factory: Callable[..., ScriptedCamera],
+) -> None:
     camera = camera_factory(session_timeout_s=2)
     session = RtspSession(camera.url(), timeout_s=2)
     track = session.open()
@@ -307,7 +251,9 @@ def test_a_session_keeps_itself_alive_and_the_answers_do_not_disturb_the_stream(
 
 
 @pytest.mark.parametrize(("status", "error"), [(404, RtspStatusError), (401, RtspStatusError)])
-def test_a_refused_describe_raises_with_its_status_and_no_url(camera_factory, status: int, error: type) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_describe_raises_with_its_status_and_no_url(
+    camera_factory: Callable[..., ScriptedCamera], status: int, error: type
+) -> None:
     camera = camera_factory(describe_status=status)
     session = RtspSession(camera.url().replace("rtsp://", "rtsp://op:s3cret@"), timeout_s=2)
     with pytest.raises(error) as raised:
@@ -316,7 +262,7 @@ def test_a_refused_describe_raises_with_its_status_and_no_url(camera_factory, st
     assert raised.value.status == status and "s3cret" not in str(raised.value) and "127.0.0.1" not in str(raised.value)
 
 
-def test_a_camera_that_offers_mjpeg_is_refused_before_setup(camera_factory) -> None:  # type: ignore[no-untyped-def]
+def test_a_camera_that_offers_mjpeg_is_refused_before_setup(camera_factory: Callable[..., ScriptedCamera]) -> None:
     camera = camera_factory(sdp="v=0\r\nm=video 0 RTP/AVP 26\r\na=control:track1\r\n")
     session = RtspSession(camera.url(), timeout_s=2)
     with pytest.raises(NotH264Error, match=r"not H\.264 \(camera sends mjpeg\)"):

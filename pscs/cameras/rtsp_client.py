@@ -28,7 +28,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_PORT = 554
 USER_AGENT = "pscs-recorder"
-READ_BUFFER_BYTES = 512 * 1024  # more than a camera's receive window: one read drains it
+# More than a connection's receive window, so one read drains it; pages that no read
+# reaches (a camera's backlog rarely passes 100 KiB) are never resident.
+READ_BUFFER_BYTES = 512 * 1024
+MAX_HEADER_BYTES = 8192  # an RTSP message's head; more without an end is not RTSP
 _POLL_S = 0.25  # how often a blocked read looks up to see whether it should stop
 
 NAL_IDR = 5
@@ -82,10 +85,6 @@ class AccessUnit:
 
     def annex_b(self) -> bytes:
         return annex_b(self.nals)
-
-    @property
-    def size(self) -> int:
-        return sum(len(n) for n in self.nals) + 4 * len(self.nals)
 
 
 @dataclass
@@ -410,17 +409,26 @@ class RtspSession:
                 if buf[pos + 1] == self._rtp_channel:
                     self._on_rtp(view[pos + 4 : end], units)
                 pos = end
-            elif buf[pos] == 0x52:  # 'R': an answer to a keep-alive request
-                head_end = buf.find(b"\r\n\r\n", pos, filled)
-                if head_end < 0:
+            else:  # an answer to a keep-alive, or a request the camera sends (not answered)
+                end = self._text_message_end(pos, filled)
+                if end is None:
                     break
-                response, used = self._parse_response(pos, head_end)
-                if response is None:
-                    break
-                pos = used
-            else:
-                raise RtspProtocolError("the camera's stream lost framing")
+                pos = end
         self._consume(pos)
+
+    def _text_message_end(self, pos: int, filled: int) -> int | None:
+        """Where the RTSP message at ``pos`` ends; None if it has not all arrived."""
+        head_end = self._buffer.find(b"\r\n\r\n", pos, filled)
+        if head_end < 0:
+            if filled - pos > MAX_HEADER_BYTES or not self._buffer[pos : pos + 1].isalpha():
+                raise RtspProtocolError("the camera's stream lost framing")
+            return None
+        head = bytes(self._buffer[pos:head_end]).decode("latin-1")
+        if not head[:1].isalpha():
+            raise RtspProtocolError("the camera's stream lost framing")
+        length = re.search(r"(?im)^content-length\s*:\s*(\d+)", head)
+        end = head_end + 4 + (int(length.group(1)) if length else 0)
+        return end if end <= filled else None
 
     def _on_rtp(self, packet: memoryview, units: list[AccessUnit]) -> None:
         if len(packet) < 12 or packet[0] >> 6 != 2:

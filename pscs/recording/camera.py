@@ -222,8 +222,9 @@ class CameraRecorder(threading.Thread):
         self._gap_reason = first_gap_reason
         self._last_end_ms = last_end_ms  # never start a run before this: segments do not overlap
         self._frames_this_connection = 0
-        self._dropped_units = 0  # pictures not recorded (mid-GOP at a run's start)
-        self._parameter_sets: list[bytes] = []  # the camera's SPS and PPS, latest first seen
+        self._dropped_units = 0  # pictures not recorded (before a run's first keyframe)
+        self._lost_earlier = 0  # RTP packets lost on this camera's earlier connections
+        self._parameter_sets: list[bytes] = []  # the camera's SPS and PPS: from the SDP, then in-band
         self._size_for: tuple[bytes, ...] | None = None
         self._size = (0, 0)
         self._set_time_base(1, 90_000)
@@ -291,17 +292,17 @@ class CameraRecorder(threading.Thread):
             self._parameter_sets = list(track.parameter_sets)
             self._set_time_base(1, track.clock_rate)
             self.stats.reconnects += 1
-            lost_before = self.stats.dropped_packets
             should_stop = self._should_stop
             while not should_stop():
                 units, drained = session.read(should_stop)
                 for unit in units:
                     self._on_unit(unit)
-                self.stats.dropped_packets = lost_before + self._dropped_units + session.lost_packets
+                self.stats.dropped_packets = self._dropped_units + self._lost_earlier + session.lost_packets
                 nap = self._pacer.nap_after(time.monotonic(), session.bytes_received, drained)
                 if nap:
                     self._stopping.wait(nap)  # the socket buffer holds what arrives meanwhile
         finally:
+            self._lost_earlier += session.lost_packets
             try:
                 self._end_run()
             finally:
@@ -352,8 +353,8 @@ class CameraRecorder(threading.Thread):
                 self._end_run()
                 self._gap_reason = "timestamp discontinuity in the camera's stream"
         if self._segment is None:
-            if not unit.keyframe:
-                self._dropped_units += 1  # cannot start a playable segment mid-GOP
+            if not unit.keyframe or not self._parameter_sets:
+                self._dropped_units += 1  # a playable segment starts with a keyframe and its SPS and PPS
                 return
             self._start_run(unit)
         elif unit.keyframe and (
