@@ -129,3 +129,16 @@ def test_S1_parameter_sets_sent_only_in_the_sdp_lead_every_segment(record: Recor
     for finished, path in segments:
         assert picture_sizes(path) == [(320, 240)] * finished.frames  # decodes on its own
     assert_contiguous(segments)
+
+
+def test_S1_parameter_sets_repeated_on_some_keyframes_do_not_cut_segments(record: Record) -> None:
+    """GStreamer's payloader with config-interval adds SPS and PPS before the encoder's own
+    on some keyframes: the same parameter sets, so no new segment."""
+    pictures, sps, pps = encode(320, 240, 4 * FPS)
+    for i in range(0, len(pictures), 2 * FPS):  # every other keyframe
+        pictures[i] = [sps, pps, *pictures[i]]
+    camera = ScriptedCamera(pictures, sdp=sdp_for(sps, pps), interval_s=1 / FPS, frame_ticks=90_000 // FPS)
+    segments = record(camera, 5.5, RecorderConfig(segment_seconds=2.0))
+    assert len(segments) >= 2
+    assert all(s.duration_ms == 2000 for s, _ in segments[:-1])
+    assert_contiguous(segments)

@@ -181,6 +181,8 @@ def test_camera_outage_resumes_within_2s_with_an_explicit_gap(
         camera_id = register(rt, "Water St", camera.url())
         supervisor_factory(rt)
         wait_for(lambda: len(segments(rt, camera_id)) >= 2, 20, "two segments")
+        # Full length, though GStreamer repeats SPS and PPS on every other keyframe here.
+        assert 1900 <= segments(rt, camera_id)[0].duration_ms <= 2100
         camera.stop()
         down_ms = time.time() * 1000
         wait_for(lambda: (h := health(rt, camera_id)) and h.state == "offline", 10, "offline state")

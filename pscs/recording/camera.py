@@ -381,7 +381,9 @@ class CameraRecorder(threading.Thread):
     def _note_parameter_sets(self, unit: AccessUnit) -> None:
         """A keyframe's in-band SPS and PPS replace those from the SDP (a camera whose
         settings changed sends new ones; its next segment is cut with them)."""
-        in_band = [nal for nal in unit.nals if nal[0] & 0x1F in (NAL_SPS, NAL_PPS)]
+        # Once each: a payloader that inserts them too (GStreamer's config-interval) may
+        # repeat the encoder's, on some keyframes and not others.
+        in_band = list(dict.fromkeys(nal for nal in unit.nals if nal[0] & 0x1F in (NAL_SPS, NAL_PPS)))
         if in_band:
             self._parameter_sets = in_band
 
