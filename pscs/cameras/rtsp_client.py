@@ -3,13 +3,13 @@
 Why pscs reads cameras itself rather than through FFmpeg's RTSP demuxer: FFmpeg reads an
 interleaved RTP packet in three reads (the ``$`` header, the length, the packet), each a
 ``poll`` and a ``recv``, so a 2 Mbit/s camera costs about a thousand system calls a second
-whether or not anything else is done with the bytes (docs/design/storage.md, "Where a
-camera's CPU goes").  This client drains the socket in one large ``recv_into`` and splits
-frames in memory, so a camera costs a few reads a second.  It does only what recording
-needs: DESCRIBE (Basic or Digest authentication), SETUP of the first video stream over
+whether or not anything else is done with the bytes (docs/design/storage.md,
+"Scale").  This client drains the socket in one large ``recv_into`` and splits frames
+in memory, so a camera costs a few reads a second.  It does only what recording needs:
+OPTIONS, DESCRIBE (Basic or Digest authentication), SETUP of the first video stream over
 TCP, PLAY, keep-alive, TEARDOWN; depacketization of H.264 (RFC 6184: single NAL units,
-STAP-A, FU-A) into access units; sequence-number accounting for lost packets.  Everything
-else FFmpeg still does: decoding, muxing, parsing parameter sets.
+STAP-A, FU-A) into access units; sequence-number accounting for lost packets.  FFmpeg
+(PyAV) still does the rest: muxing, and decoding a run's first keyframe for its size.
 
 Credentials in the URL are used for authentication and never appear in an error message.
 """
