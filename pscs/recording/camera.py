@@ -52,7 +52,7 @@ class RecorderConfig:
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 0.5  # bounded, so recording resumes < 2 s after a camera returns
     config_error_retry_s: float = 5.0  # 401, 404, not H.264: retry slowly, nothing will change soon
-    health_interval_s: float = 2.0  # workers report this often; a state change is written at once
+    health_interval_s: float = 2.0  # workers look this often for a camera whose state changed
     health_write_s: float = 10.0  # figures (fps, bit rate) reach the health table this often
     offline_alert_after_s: float = 60.0
     camera_refresh_s: float = 5.0

@@ -98,6 +98,7 @@ class RecorderSupervisor:
         # indexed), so that two runs of one camera never overlap.
         self._moving: dict[int, int] = {}
         self._handoff_due = False
+        self._health_arrived = False  # a worker reported: write what changed, check alerts
         # Why a camera was not recorded before its next run starts: the reason of the gap
         # that run records, sent with the camera to its worker.
         self._gap_reasons: dict[int, str] = {}
@@ -366,8 +367,11 @@ class RecorderSupervisor:
                     next_refresh = now + self.config.camera_refresh_s
                     self._refresh_cameras()
                     self._send_assignments()
-                if now >= next_health:
-                    next_health = now + self.config.health_interval_s
+                if now >= next_health or self._health_arrived:
+                    # At each report (the workers send one when a state changes, else every
+                    # health_write_s), and with no report that often (a dead worker's cameras).
+                    self._health_arrived = False
+                    next_health = now + self.config.health_write_s
                     self._write_health()
                     self._check_offline_alerts()
             except Exception:  # the watcher must outlive a database hiccup
@@ -401,6 +405,7 @@ class RecorderSupervisor:
                     del self._moving[payload]  # its last segment came before this, on the same wire
                     self._handoff_due = True
                 elif kind == "health" and handle is not None:
+                    self._health_arrived = True
                     with self._lock:
                         for snapshot in payload:
                             snapshot["worker"] = handle.index

@@ -15,7 +15,9 @@ Protocol over the socket on file descriptor FD (plain picklable tuples, framed a
 * worker -> supervisor: ``("segment", FinishedSegment)`` as each file is durable,
   ``("gap", (camera id, start ms, end ms, reason))``, ``("stopped", camera id)`` once a
   camera's thread has finished its last segment, and ``("health", [snapshot dict, ...])``
-  every ``health_interval_s``.
+  when a camera's state or error changed (looked at every ``health_interval_s``) and
+  otherwise every ``health_write_s``: each report wakes the supervisor, and at a few
+  cameras those wake-ups are most of what it costs.
 """
 
 from __future__ import annotations
@@ -165,11 +167,12 @@ class Worker:
                 del self.retiring[camera_id]
 
     def run(self) -> None:
-        next_report = next_trim = 0.0
+        next_look = next_report = next_trim = 0.0
+        reported: list[tuple[int, str, str | None]] = []
         while not self.stopping:
             # Commands wake this loop at once; otherwise it wakes only to report (and so
             # notices a stop request from the signal handler within one interval).
-            if self.conn.poll(max(0.0, next_report - time.monotonic())):
+            if self.conn.poll(max(0.0, next_look - time.monotonic())):
                 try:
                     command, argument = self.conn.recv()
                 except (EOFError, OSError):
@@ -181,10 +184,13 @@ class Worker:
                 elif command == "stop":
                     break
             now = time.monotonic()
-            if now >= next_report:
-                next_report = now + self.spec.config.health_interval_s
-                if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
-                    break
+            if now >= next_look:
+                next_look = now + self.spec.config.health_interval_s
+                states = [(r.camera_id, r.stats.state, r.stats.last_error) for r in self.recorders.values()]
+                if states != reported or now >= next_report:
+                    next_report, reported = now + self.spec.config.health_write_s, states
+                    if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
+                        break
             if now >= next_trim:
                 next_trim = now + TRIM_INTERVAL_S
                 _release_free_memory()
