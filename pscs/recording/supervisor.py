@@ -343,8 +343,7 @@ class RecorderSupervisor:
         # reads EOF), stop() rings the waker, or the next piece of routine work is due:
         # an idle recorder costs next to nothing between health reports.
         assert self._waker is not None
-        # One selector for the loop's life (multiprocessing's wait() builds one a call,
-        # which was a quarter of what the supervisor cost at one camera).
+        # One selector for the loop's life (multiprocessing's wait() builds one a call).
         selector = selectors.DefaultSelector()
         selector.register(self._waker[0], selectors.EVENT_READ, None)
         next_health = next_refresh = 0.0
