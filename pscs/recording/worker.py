@@ -16,8 +16,7 @@ Protocol over the socket on file descriptor FD (plain picklable tuples, framed a
   ``("gap", (camera id, start ms, end ms, reason))``, ``("stopped", camera id)`` once a
   camera's thread has finished its last segment, and ``("health", [snapshot dict, ...])``
   when a camera's state or error changed (looked at every ``health_interval_s``) and
-  otherwise every ``health_write_s``: each report wakes the supervisor, and at a few
-  cameras those wake-ups are most of what it costs.
+  otherwise every ``health_write_s`` (each report wakes the supervisor).
 """
 
 from __future__ import annotations
