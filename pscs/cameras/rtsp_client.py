@@ -9,7 +9,7 @@ in memory, so a camera costs a few reads a second.  It does only what recording 
 OPTIONS, DESCRIBE (Basic or Digest authentication), SETUP of the first video stream over
 TCP, PLAY, keep-alive, TEARDOWN; depacketization of H.264 (RFC 6184: single NAL units,
 STAP-A, FU-A) into access units; sequence-number accounting for lost packets.  FFmpeg
-(PyAV) still does the rest: muxing, and decoding a run's first keyframe for its size.
+(PyAV) still does the muxing.
 
 Credentials in the URL are used for authentication and never appear in an error message.
 """
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pscs.video.h264 import NAL_IDR, nal_type
+
 DEFAULT_PORT = 554
 USER_AGENT = "pscs-recorder"
 # More than a connection's receive window, so one read drains it; pages that no read
@@ -34,9 +36,6 @@ READ_BUFFER_BYTES = 512 * 1024
 MAX_HEADER_BYTES = 8192  # an RTSP message's head; more without an end is not RTSP
 _POLL_S = 0.25  # how often a blocked read looks up to see whether it should stop
 
-NAL_IDR = 5
-NAL_SPS = 7
-NAL_PPS = 8
 STAP_A = 24
 FU_A = 28
 START_CODE = b"\x00\x00\x00\x01"
@@ -238,7 +237,6 @@ class RtspSession:
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         self.url, self._user, self._password = split_credentials(url)
         self.timeout_s = timeout_s
-        self.track: VideoTrack | None = None
         self.lost_packets = 0
         self.bytes_received = 0
         self._sock: socket.socket | None = None
@@ -295,7 +293,6 @@ class RtspSession:
         self._sock.settimeout(_POLL_S)
         self._last_data = time.monotonic()
         self._next_keepalive = self._last_data + self._keepalive_s
-        self.track = track
         return track
 
     def _request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> Response:
@@ -483,7 +480,7 @@ class RtspSession:
 
     def _add_nal(self, nal: bytes) -> None:
         self._au_nals.append(nal)
-        if nal[0] & 0x1F == NAL_IDR:
+        if nal_type(nal) == NAL_IDR:
             self._au_keyframe = True
 
     def _finish_unit(self) -> AccessUnit:

@@ -24,8 +24,6 @@ from typing import Any, Protocol
 import av
 
 from pscs.cameras.rtsp_client import (
-    NAL_PPS,
-    NAL_SPS,
     AccessUnit,
     NotH264Error,
     RtspError,
@@ -36,6 +34,7 @@ from pscs.cameras.rtsp_client import (
 from pscs.cameras.sources import RecordingSource
 from pscs.recording.pacing import ReadPacer
 from pscs.storage.segment_files import MP4_OPTIONS, FinishedSegment, SegmentFile, SegmentWriter
+from pscs.video.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps
 
 log = logging.getLogger(__name__)
 
@@ -173,15 +172,16 @@ class IndexSink(Protocol):
         """The camera's thread has ended: its last segment has been handed over."""
 
 
-def _decode_size(parameter_sets: list[bytes], keyframe: AccessUnit) -> tuple[int, int]:
-    decoder = av.CodecContext.create("h264", "r")
+def _picture_size(parameter_sets: list[bytes]) -> tuple[int, int]:
+    """Width and height (cropping applied) from the camera's SPS."""
+    sps = next((nal for nal in parameter_sets if nal_type(nal) == NAL_SPS), None)
     try:
-        frames = decoder.decode(av.Packet(annex_b(parameter_sets) + keyframe.annex_b())) + decoder.decode(None)
-    except av.FFmpegError:
-        frames = []
-    if not frames:
-        raise StreamRejected("the camera's H.264 keyframe does not decode")
-    return frames[0].width, frames[0].height
+        info = parse_sps(sps) if sps is not None else None
+    except ValueError:
+        info = None
+    if info is None or not info.width or not info.height:
+        raise StreamRejected("the camera's H.264 SPS cannot be read")
+    return info.width, info.height
 
 
 class _OpenSegment:
@@ -225,8 +225,6 @@ class CameraRecorder(threading.Thread):
         self._dropped_units = 0  # pictures not recorded (before a run's first keyframe)
         self._lost_earlier = 0  # RTP packets lost on this camera's earlier connections
         self._parameter_sets: list[bytes] = []  # the camera's SPS and PPS: from the SDP, then in-band
-        self._size_for: tuple[bytes, ...] | None = None
-        self._size = (0, 0)
         self._set_time_base(1, 90_000)
         self._pacer = ReadPacer(config.read_batch_s)
         self._reset_run()
@@ -383,7 +381,7 @@ class CameraRecorder(threading.Thread):
         settings changed sends new ones; its next segment is cut with them)."""
         # Once each: a payloader that inserts them too (GStreamer's config-interval) may
         # repeat the encoder's, on some keyframes and not others.
-        in_band = list(dict.fromkeys(nal for nal in unit.nals if nal[0] & 0x1F in (NAL_SPS, NAL_PPS)))
+        in_band = list(dict.fromkeys(nal for nal in unit.nals if nal_type(nal) in (NAL_SPS, NAL_PPS)))
         if in_band:
             self._parameter_sets = in_band
 
@@ -402,7 +400,7 @@ class CameraRecorder(threading.Thread):
 
     def _open_segment(self, keyframe: AccessUnit) -> None:
         ts = keyframe.timestamp
-        width, height = self._picture_size(keyframe)
+        width, height = _picture_size(self._parameter_sets)
         file = self.files.open_segment(self.camera_id, "main", self._ms(ts))
         try:
             container = av.open(file, "w", format="mp4", options=MP4_OPTIONS, buffer_size=WRITE_BUFFER_BYTES)
@@ -414,19 +412,11 @@ class CameraRecorder(threading.Thread):
             raise
         self._segment = _OpenSegment(file, container, stream, ts, list(self._parameter_sets))
 
-    def _picture_size(self, keyframe: AccessUnit) -> tuple[int, int]:
-        """Width and height from the parameter sets, found by decoding the keyframe that
-        opens the run once (FFmpeg parses the SPS; cropping included)."""
-        key = tuple(self._parameter_sets)
-        if self._size_for != key:
-            self._size_for, self._size = key, _decode_size(self._parameter_sets, keyframe)
-        return self._size
-
     def _write(self, unit: AccessUnit, ts: int) -> None:
         seg = self._segment
         assert seg is not None
         data = unit.annex_b()
-        if seg.frames == 0 and not any(nal[0] & 0x1F == NAL_SPS for nal in unit.nals):
+        if seg.frames == 0 and not any(nal_type(nal) == NAL_SPS for nal in unit.nals):
             data = annex_b(seg.parameter_sets) + data  # every segment decodes on its own
         packet = av.Packet(data)
         packet.pts = packet.dts = ts - seg.start_ts

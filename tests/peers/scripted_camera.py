@@ -29,6 +29,8 @@ def sdp_for(sps: bytes, pps: bytes, *, control: str = "trackID=1") -> str:
 
 
 def rtp_payloads(nal: bytes) -> list[bytes]:
+    # Not the simulator's packetizer: that one adds SPS, PPS and its SEI to what it is
+    # given, and these tests need the camera to send exactly the pictures they chose.
     if len(nal) <= MTU:
         return [nal]
     indicator, kind, body = (nal[0] & 0xE0) | 28, nal[0] & 0x1F, nal[1:]
