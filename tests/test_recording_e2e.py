@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import av
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera, disable_camera
@@ -35,9 +36,8 @@ ADMIN = Actor(username="admin", user_id=1)
 FAST = RecorderConfig(
     segment_seconds=2.0,
     workers=1,
-    health_interval_s=0.5,
-    health_write_s=1.0,
-    camera_refresh_s=0.5,
+    state_report_s=0.5,
+    routine_s=1.0,
     disk_check_interval_s=60,
     open_timeout_s=3,
     read_timeout_s=3,
@@ -170,6 +170,34 @@ def test_S1_records_real_rtsp_into_contiguous_decodable_indexed_segments(
     assert all(1900 <= r.duration_ms <= 2100 for r in rows[:-1])
     assert abs(rows[0].start_ms - time.time() * 1000) < 60_000  # stamped with the receiving clock
     assert_disk_matches_index(runtime)
+
+
+def test_the_supervisors_database_work_comes_in_one_round_per_routine_period(
+    sqlite_runtime: Runtime, supervisor_factory: Callable[..., RecorderSupervisor]
+) -> None:
+    # Indexing, health rows and the look for camera changes share one round (at the
+    # worker's routine report), not a wake-up and a transaction each on clocks of their own.
+    rt = sqlite_runtime
+    statements: list[float] = []  # when the watch loop ran a statement
+
+    def note(*_: object) -> None:
+        if threading.current_thread().name == "recorder-watch":
+            statements.append(time.monotonic())
+
+    with GstCamera("/cam9/main", fps=10, gop=10) as camera:
+        camera_id = register(rt, "Round St", camera.url())
+        supervisor_factory(rt)
+        wait_for(lambda: len(segments(rt, camera_id)) >= 1, 20, "a segment")
+        event.listen(rt.db.engine, "before_cursor_execute", note)
+        try:
+            time.sleep(6.0)
+        finally:
+            event.remove(rt.db.engine, "before_cursor_execute", note)
+        indexed = len(segments(rt, camera_id))
+    rounds = [t for i, t in enumerate(statements) if i == 0 or t - statements[i - 1] > 0.2]
+    # routine_s is 1 s: some six rounds in 6 s (each at least half a period after the last).
+    assert 4 <= len(rounds) <= 8, [round(t - statements[0], 2) for t in statements]
+    assert indexed >= 3  # and in them, the segments got indexed
 
 
 def test_camera_outage_resumes_within_2s_with_an_explicit_gap(

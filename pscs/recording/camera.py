@@ -17,6 +17,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
@@ -51,10 +52,14 @@ class RecorderConfig:
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 0.5  # bounded, so recording resumes < 2 s after a camera returns
     config_error_retry_s: float = 5.0  # 401, 404, not H.264: retry slowly, nothing will change soon
-    health_interval_s: float = 2.0  # workers look this often for a camera whose state changed
-    health_write_s: float = 10.0  # figures (fps, bit rate) reach the health table this often
+    # A camera's change of state (online, offline, an error) is reported within this; the
+    # changes of many cameras within it share one report.
+    state_report_s: float = 2.0
+    # The routine work, done together this often: workers report figures (fps, bit rate),
+    # the supervisor indexes what they finished, writes health rows and looks for camera
+    # changes.  See docs/design/storage.md, "Scale".
+    routine_s: float = 10.0
     offline_alert_after_s: float = 60.0
-    camera_refresh_s: float = 5.0
     disk_check_interval_s: float = 10.0
     max_timestamp_jump_s: float = 5.0
     max_clock_drift_s: float = 2.0
@@ -114,10 +119,12 @@ def wall_ms() -> int:
 
 class CameraStats:
     """Counters written by the camera's thread and read by the worker's reporting loop
-    (single attribute reads and writes: no lock needed under the GIL)."""
+    (single attribute reads and writes: no lock needed under the GIL).  ``on_change`` is
+    called, from the camera's thread, when the state or the last error changes."""
 
-    def __init__(self, camera_id: int) -> None:
+    def __init__(self, camera_id: int, on_change: Callable[[], None] | None = None) -> None:
         self.camera_id = camera_id
+        self._on_change = on_change
         self.state = "connecting"
         self.state_since_ms = wall_ms()
         self.last_error: str | None = None
@@ -131,10 +138,13 @@ class CameraStats:
         self._mark: tuple[float, int, int] = (time.monotonic(), 0, 0)
 
     def set_state(self, state: str, error: str | None = None) -> None:
+        changed = state != self.state or (error is not None and error != self.last_error)
         if state != self.state:
             self.state, self.state_since_ms = state, wall_ms()
         if error is not None:
             self.last_error = error  # kept after recovery: the health page shows the last one
+        if changed and self._on_change is not None:
+            self._on_change()
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -210,13 +220,14 @@ class CameraRecorder(threading.Thread):
         *,
         last_end_ms: int | None,
         first_gap_reason: str,
+        on_state_change: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"camera-{source.camera_id}", daemon=True)
         self.source = source
         self.files = files
         self.index = index
         self.config = config
-        self.stats = CameraStats(source.camera_id)
+        self.stats = CameraStats(source.camera_id, on_state_change)
         self._writes_paused = writes_paused
         self._stopping = threading.Event()
         self._gap_reason = first_gap_reason

@@ -9,10 +9,14 @@ It reconciles storage before anything is written, spreads the enabled cameras ov
 worker processes (``assign_cameras``: one fills before the next starts), indexes the
 segments and gaps the workers report (retrying while the database is unavailable),
 reconciles and restarts a worker that dies, hands a moved camera from one worker to the
-next, picks up camera changes, writes each camera's health to ``camera_health`` (at once
-when a state changes, else every ``health_write_s``), raises an alert for a camera offline
-longer than ``offline_alert_after_s``, and keeps the disk above its free-space threshold through
-the single deletion path.
+next, picks up camera changes, writes each camera's health to ``camera_health``, raises an
+alert for a camera offline longer than ``offline_alert_after_s``, and keeps the disk above
+its free-space threshold through the single deletion path.
+
+Its routine database work (indexing, health rows, the look for camera changes) is done in
+one round, at each worker's routine report (every ``routine_s``), or on its own clock when
+no report comes; between rounds it wakes only for what cannot wait: a camera's change of
+state, a worker's exit, a camera's hand-over, an alert falling due, ``stop()``.
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ log = logging.getLogger(__name__)
 ACTOR = Actor.system("recorder")
 _STOP_TIMEOUT_S = 12.0
 _INDEX_RETRY_S = 2.0
-# What the workers report is indexed this long after it arrives, so that the rows of many
-# cameras share a transaction (the files are durable already; a row only makes them known).
-_INDEX_BATCH_S = 0.5
+# What the workers report is indexed in the next routine round, the rows of many cameras in
+# one transaction (the files are durable already; a row only makes them known), or at once
+# when this many are waiting.
+_INDEX_BATCH_MAX = 1000
 # Index rows waiting while the database is unavailable (~7 hours of 200 cameras): past that
 # the oldest are dropped from memory; their files are on disk and reconcile indexes them.
 _MAX_UNINDEXED = 50_000
@@ -98,7 +103,9 @@ class RecorderSupervisor:
         # indexed), so that two runs of one camera never overlap.
         self._moving: dict[int, int] = {}
         self._handoff_due = False
-        self._health_arrived = False  # a worker reported: write what changed, check alerts
+        self._report_arrived = False  # a worker's health report came: time for a round
+        self._state_news = False  # ... and it told of a camera's change of state or error
+        self._alert_due: float | None = None  # monotonic time an offline camera's alert falls due
         # Why a camera was not recorded before its next run starts: the reason of the gap
         # that run records, sent with the camera to its worker.
         self._gap_reasons: dict[int, str] = {}
@@ -113,7 +120,7 @@ class RecorderSupervisor:
         self._health_written_at = -math.inf
         self._index = SegmentIndex(runtime.db)
         self._unindexed: deque[FinishedSegment | Gap] = deque()  # reported by workers, in order
-        self._index_at: float | None = None  # when to index what is queued
+        self._index_at: float | None = None  # when to index what is queued, before the next round
         self._index_failing = False  # the database was unavailable at the last try
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -312,6 +319,7 @@ class RecorderSupervisor:
                     handle.restart_delay = 0.5  # it had been healthy: not a crash loop
                 handle.restart_at = now + handle.restart_delay
                 handle.restart_delay = min(handle.restart_delay * 2, self.config.worker_restart_max_s)
+                self._state_news = True  # its cameras are offline now
                 with self._lock:
                     for source in handle.cameras:
                         self._gap_reasons[source.camera_id] = "not recording (recorder worker crashed)"
@@ -340,16 +348,20 @@ class RecorderSupervisor:
     # Watching ------------------------------------------------------------------------------
     def _watch(self) -> None:
         # The loop sleeps until a worker says something, a worker dies (its connection
-        # reads EOF), stop() rings the waker, or the next piece of routine work is due:
-        # an idle recorder costs next to nothing between health reports.
+        # reads EOF), stop() rings the waker, or something falls due (a restart, an alert,
+        # a retry of the index, a round no report brought).
         assert self._waker is not None
         # One selector for the loop's life (multiprocessing's wait() builds one a call).
         selector = selectors.DefaultSelector()
         selector.register(self._waker[0], selectors.EVENT_READ, None)
-        next_health = next_refresh = 0.0
+        routine_s = self.config.routine_s
+        last_round = -math.inf
         while not self._stopping.is_set():
-            restarts = [h.restart_at for h in self._workers if h.restart_at is not None]
-            due = min(next_health, next_refresh, *restarts, self._index_at or next_health)
+            # A round follows each worker's routine report; a clock half a period later
+            # than the reports covers their absence (no worker, a dead one).
+            timers = [h.restart_at for h in self._workers if h.restart_at is not None]
+            timers += [t for t in (self._index_at, self._alert_due) if t is not None]
+            due = min([last_round + 1.5 * routine_s, *timers])
             self._select_workers(selector)
             for key, _ in selector.select(timeout=max(0.0, due - time.monotonic())):
                 if key.data is not None:  # a worker's connection (None: the waker)
@@ -360,17 +372,19 @@ class RecorderSupervisor:
                     self._handoff_due = False
                     self._send_assignments()
                 now = time.monotonic()
-                if self._index_at is not None and now >= self._index_at:
+                if now >= last_round + 1.5 * routine_s or (self._report_arrived and now >= last_round + routine_s / 2):
+                    last_round = now
+                    self._report_arrived = self._state_news = False
                     self._flush_index()
-                if now >= next_refresh:
-                    next_refresh = now + self.config.camera_refresh_s
                     self._refresh_cameras()
                     self._send_assignments()
-                if now >= next_health or self._health_arrived:
-                    # At each report (the workers send one when a state changes, else every
-                    # health_write_s), and with no report that often (a dead worker's cameras).
-                    self._health_arrived = False
-                    next_health = now + self.config.health_write_s
+                    self._write_health()
+                    self._check_offline_alerts()
+                    continue
+                if self._index_at is not None and now >= self._index_at:
+                    self._flush_index()
+                if self._state_news or (self._alert_due is not None and now >= self._alert_due):
+                    self._state_news = False
                     self._write_health()
                     self._check_offline_alerts()
             except Exception:  # the watcher must outlive a database hiccup
@@ -398,17 +412,24 @@ class RecorderSupervisor:
                 kind, payload = conn.recv()
                 if kind == "segment" or kind == "gap":
                     self._unindexed.append(payload)
-                    if self._index_at is None:
-                        self._index_at = time.monotonic() + _INDEX_BATCH_S
+                    if len(self._unindexed) >= _INDEX_BATCH_MAX and self._index_at is None:
+                        self._index_at = time.monotonic()
                 elif kind == "stopped" and handle is not None and self._moving.get(payload) == handle.index:
                     del self._moving[payload]  # its last segment came before this, on the same wire
                     self._handoff_due = True
                 elif kind == "health" and handle is not None:
-                    self._health_arrived = True
+                    self._report_arrived = True
                     with self._lock:
                         for snapshot in payload:
                             snapshot["worker"] = handle.index
-                            self._health[snapshot["camera_id"]] = snapshot
+                            camera_id = snapshot["camera_id"]
+                            before = self._health.get(camera_id, {})
+                            if (before.get("state"), before.get("last_error")) != (
+                                snapshot["state"],
+                                snapshot["last_error"],
+                            ):
+                                self._state_news = True
+                            self._health[camera_id] = snapshot
         except (EOFError, OSError):
             # The worker is gone (a connection only closes when its process exits): let it
             # finish exiting, so that _check_workers sees it dead now rather than a lap later.
@@ -451,14 +472,13 @@ class RecorderSupervisor:
         self._index_at = None
 
     def _write_health(self) -> None:
-        """Write the cameras' health rows when a camera's state or error changed, and
-        otherwise every ``health_write_s``: the figures (fps, bit rate) move a little at
-        every report, and a transaction every couple of seconds is most of what an idle
-        recorder costs."""
+        """Write the cameras' health rows: in each round, and between rounds when a
+        camera's state or error changed (the figures, fps and bit rate, move a little at
+        every report and wait for the round)."""
         with self._lock:
             snapshots = [dict(s) for s in self._health.values() if "state" in s]
         shown = {s["camera_id"]: (s["state"], s.get("last_error")) for s in snapshots}
-        due = time.monotonic() >= self._health_written_at + self.config.health_write_s
+        due = time.monotonic() >= self._health_written_at + self.config.routine_s / 2
         if not snapshots or (shown == self._health_shown and not due):
             return
         columns = {c.key for c in CameraHealth.__table__.columns}
@@ -491,7 +511,11 @@ class RecorderSupervisor:
         self._health_shown, self._health_written_at = shown, time.monotonic()
 
     def _check_offline_alerts(self) -> None:
+        """Raise the alert of each camera offline for ``offline_alert_after_s``, clear that of
+        each back online, and note when the next one falls due (the watch loop wakes then)."""
         now = wall_ms()
+        after_ms = self.config.offline_alert_after_s * 1000
+        next_due_ms: float | None = None
         with self._lock:
             snapshots = {k: dict(v) for k, v in self._health.items()}
         for camera_id in sorted(self._active):
@@ -503,7 +527,9 @@ class RecorderSupervisor:
                     clear_alert(self.rt, "camera_offline", camera_id=camera_id, actor=ACTOR)
                 continue
             since = self._offline_since.setdefault(camera_id, now)
-            if camera_id not in self._alerted and now - since >= self.config.offline_alert_after_s * 1000:
+            if camera_id not in self._alerted and now - since < after_ms:
+                next_due_ms = min(next_due_ms or math.inf, since + after_ms)
+            elif camera_id not in self._alerted:
                 self._alerted.add(camera_id)
                 name = self._names.get(camera_id, str(camera_id))
                 started = datetime.fromtimestamp(since / 1000, UTC).isoformat(timespec="seconds")
@@ -516,6 +542,7 @@ class RecorderSupervisor:
                     severity="warning",
                     actor=ACTOR,
                 )
+        self._alert_due = None if next_due_ms is None else time.monotonic() + (next_due_ms - now) / 1000
 
     # Disk pressure --------------------------------------------------------------------------
     def _disk_loop(self) -> None:

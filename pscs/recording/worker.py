@@ -15,12 +15,16 @@ Protocol over the socket on file descriptor FD (plain picklable tuples, framed a
 * worker -> supervisor: ``("segment", FinishedSegment)`` as each file is durable,
   ``("gap", (camera id, start ms, end ms, reason))``, ``("stopped", camera id)`` once a
   camera's thread has finished its last segment, and ``("health", [snapshot dict, ...])``
-  when a camera's state or error changed (looked at every ``health_interval_s``) and
-  otherwise every ``health_write_s`` (each report wakes the supervisor).
+  within ``state_report_s`` of a camera's change of state or error and otherwise every
+  ``routine_s``.
+
+The worker's own loop sleeps until a command, a camera's change of state (its thread
+rings the loop's waker) or the next routine report: nothing polls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -42,7 +46,6 @@ from pscs.storage.segment_files import FinishedSegment, SegmentWriter
 log = logging.getLogger(__name__)
 STOP_JOIN_S = 8.0
 NOT_RECORDING = "not recording"  # the supervisor normally says why
-TRIM_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,8 @@ class Wire:
         data = pickle.dumps(message)
         self._sock.sendall(struct.pack("!i", len(data)) + data)
 
-    def poll(self, timeout: float) -> bool:
-        return bool(select.select([self._sock], [], [], timeout)[0])
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
     def recv(self) -> Any:
         (size,) = struct.unpack("!i", self._read(4))
@@ -127,11 +130,24 @@ class Worker:
         self.recorders: dict[int, CameraRecorder] = {}
         self.retiring: dict[int, CameraRecorder] = {}  # stopped, finishing their last segment
         self.stopping = False
+        self._state_changed = False  # a camera's state or error changed since the last report
+        self._waker = socket.socketpair()  # rung from camera threads and the signal handler
+        self._waker[1].setblocking(False)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: the loop wakes anyway
+            self._waker[1].send(b"!")
+
+    def _camera_state_changed(self) -> None:
+        self._state_changed = True
+        self.wake()
 
     def set_cameras(
         self, sources: list[RecordingSource], last_end_ms: dict[int, int], gap_reasons: dict[int, str]
     ) -> None:
         wanted = {s.camera_id: s for s in sources}
+        if wanted.keys() != self.recorders.keys():
+            self._state_changed = True  # cameras came or went: the next report says so
         for camera_id, recorder in list(self.recorders.items()):
             source = wanted.get(camera_id)
             if source is None or source.main_url != recorder.source.main_url:
@@ -158,6 +174,7 @@ class Worker:
                 self.writes_paused,
                 last_end_ms=max(ends, default=None),
                 first_gap_reason=gap_reasons.get(camera_id, NOT_RECORDING),
+                on_state_change=self._camera_state_changed,
             )
             self.recorders[camera_id] = recorder
             recorder.start()
@@ -166,12 +183,16 @@ class Worker:
                 del self.retiring[camera_id]
 
     def run(self) -> None:
-        next_look = next_report = next_trim = 0.0
-        reported: list[tuple[int, str, str | None]] = []
+        config = self.spec.config
+        next_report, reported_at = 0.0, -config.state_report_s
         while not self.stopping:
-            # Commands wake this loop at once; otherwise it wakes only to report (and so
-            # notices a stop request from the signal handler within one interval).
-            if self.conn.poll(max(0.0, next_look - time.monotonic())):
+            due = next_report
+            if self._state_changed:  # report it, but not sooner than state_report_s after the last
+                due = min(due, reported_at + config.state_report_s)
+            ready, _, _ = select.select([self.conn, self._waker[0]], [], [], max(0.0, due - time.monotonic()))
+            if self._waker[0] in ready:
+                self._waker[0].recv(4096)
+            if self.conn in ready:
                 try:
                     command, argument = self.conn.recv()
                 except (EOFError, OSError):
@@ -183,16 +204,14 @@ class Worker:
                 elif command == "stop":
                     break
             now = time.monotonic()
-            if now >= next_look:
-                next_look = now + self.spec.config.health_interval_s
-                states = [(r.camera_id, r.stats.state, r.stats.last_error) for r in self.recorders.values()]
-                if states != reported or now >= next_report:
-                    next_report, reported = now + self.spec.config.health_write_s, states
-                    if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
-                        break
-            if now >= next_trim:
-                next_trim = now + TRIM_INTERVAL_S
-                _release_free_memory()
+            routine = now >= next_report
+            if routine or (self._state_changed and now >= reported_at + config.state_report_s):
+                self._state_changed = False
+                next_report, reported_at = now + config.routine_s, now
+                if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
+                    break
+                if routine:
+                    _release_free_memory()
         self.shutdown()
 
     def shutdown(self) -> None:
@@ -237,7 +256,7 @@ _current: list[Worker] = []
 
 # glibc keeps pages that camera threads freed (a keyframe's buffer, a finished fragment) for
 # reuse, and each thread's allocations scatter them: ~0.5 MB a camera of resident memory
-# holding nothing.  malloc_trim(0) every few seconds hands them back for ~1 ms of CPU.
+# holding nothing.  malloc_trim(0) at each routine report hands them back for ~1 ms of CPU.
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
 
 
@@ -249,3 +268,4 @@ def _release_free_memory() -> None:
 def _request_stop() -> None:
     for worker in _current:
         worker.stopping = True
+        worker.wake()
