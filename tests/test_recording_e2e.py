@@ -17,7 +17,8 @@ from pathlib import Path
 import av
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import event, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
 
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera, disable_camera
@@ -188,11 +189,11 @@ def test_the_supervisors_database_work_comes_in_one_round_per_routine_period(
         camera_id = register(rt, "Round St", camera.url())
         supervisor_factory(rt)
         wait_for(lambda: len(segments(rt, camera_id)) >= 1, 20, "a segment")
-        event.listen(rt.db.engine, "before_cursor_execute", note)
+        sa_event.listen(rt.db.engine, "before_cursor_execute", note)
         try:
             time.sleep(6.0)
         finally:
-            event.remove(rt.db.engine, "before_cursor_execute", note)
+            sa_event.remove(rt.db.engine, "before_cursor_execute", note)
         indexed = len(segments(rt, camera_id))
     rounds = [t for i, t in enumerate(statements) if i == 0 or t - statements[i - 1] > 0.2]
     # routine_s is 1 s: some six rounds in 6 s (each at least half a period after the last).

@@ -236,7 +236,7 @@ class RecorderSupervisor:
             conn.send(message)
 
     def _refresh_cameras(self) -> None:
-        with self.rt.db.engine.connect() as conn:  # Core: this runs every few seconds
+        with self.rt.db.engine.connect() as conn:  # Core: this runs in every round
             seen = tuple(conn.execute(_CAMERAS_SEEN).one())
         if seen == self._cameras_seen:
             return  # nothing added, changed or removed since the last look
