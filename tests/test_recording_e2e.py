@@ -324,6 +324,23 @@ def test_bad_cameras_get_a_clear_status_and_do_not_disturb_the_good_one(
         assert all("s3cret" not in (h.last_error or "") for h in s.scalars(select(CameraHealth)))
 
 
+def test_an_offline_camera_is_shown_at_once_and_alerted_on_time_between_rounds(
+    sqlite_runtime: Runtime, supervisor_factory: Callable[..., RecorderSupervisor]
+) -> None:
+    # Rounds far apart: the state change and the alert must not wait for one.
+    rt = sqlite_runtime
+    camera_id = register(rt, "Nobody St", f"rtsp://127.0.0.1:{free_port()}/x/main")
+    config = RecorderConfig(**{**FAST.__dict__, "routine_s": 60.0, "offline_alert_after_s": 3.0})
+    started = time.monotonic()
+    supervisor_factory(rt, config)
+    wait_for(lambda: (h := health(rt, camera_id)) and h.state == "offline", 5, "the offline state")
+    wait_for(lambda: camera_id in _alerted(rt), 6, "the offline alert")
+    alerted_after = time.monotonic() - started
+    assert 3.0 <= alerted_after < 5.0, alerted_after
+    h = health(rt, camera_id)
+    assert h is not None and "connection refused" in (h.last_error or "")
+
+
 def _alerted(rt: Runtime) -> set[int]:
     with rt.db.session() as s:
         return {a.camera_id for a in s.scalars(select(Alert).where(Alert.kind == "camera_offline"))}
