@@ -142,3 +142,18 @@ def test_S1_parameter_sets_repeated_on_some_keyframes_do_not_cut_segments(record
     assert len(segments) >= 2
     assert all(s.duration_ms == 2000 for s, _ in segments[:-1])
     assert_contiguous(segments)
+
+
+def test_S1_a_keyframe_stamped_a_little_early_by_the_cameras_clock_still_ends_the_segment(record: Record) -> None:
+    """Cameras stamp pictures with their capture clock, a millisecond or two either way: a
+    keyframe within half a picture of the segment length ends the segment, rather than
+    making it a whole GOP longer."""
+    pictures, sps, pps = encode(320, 240, 4 * FPS)
+    ticks = 90_000 // FPS
+    camera = ScriptedCamera(
+        pictures, sdp=sdp_for(sps, pps), interval_s=1 / FPS, frame_ticks=ticks, jitter_ticks=(0, -180, 90)
+    )
+    segments = record(camera, 5.5, RecorderConfig(segment_seconds=2.0))
+    assert len(segments) >= 2
+    assert all(1990 <= s.duration_ms <= 2010 and s.frames == 2 * FPS for s, _ in segments[:-1])
+    assert_contiguous(segments)

@@ -367,7 +367,10 @@ class CameraRecorder(threading.Thread):
                 return
             self._start_run(unit)
         elif unit.keyframe and (
-            ts - self._segment.start_ts >= self._segment_ticks or self._segment.parameter_sets != self._parameter_sets
+            # Within half a picture of the length counts: cameras stamp pictures with their
+            # capture clock, and a keyframe a millisecond early must not add a whole GOP.
+            ts - self._segment.start_ts + self._step // 2 >= self._segment_ticks
+            or self._segment.parameter_sets != self._parameter_sets
         ):
             drift = self._seconds(ts - self._anchor_ts) - (time.monotonic() - self._anchor_mono)
             if abs(drift) > self.config.max_clock_drift_s:

@@ -50,6 +50,7 @@ class ScriptedCamera:
         sdp: str,
         interval_s: float = 0.05,
         frame_ticks: int = 4500,
+        jitter_ticks: Sequence[int] = (0,),
         session_timeout_s: int = 60,
         describe_status: int = 200,
     ) -> None:
@@ -57,6 +58,7 @@ class ScriptedCamera:
         self.sdp = sdp
         self.interval_s = interval_s
         self.frame_ticks = frame_ticks
+        self.jitter_ticks = list(jitter_ticks)  # added to the pictures' timestamps in turn (capture-clock jitter)
         self.session_timeout_s = session_timeout_s
         self.describe_status = describe_status
         self.requests: list[str] = []
@@ -95,7 +97,8 @@ class ScriptedCamera:
                 if playing:
                     nals = self.pictures[picture % len(self.pictures)]
                     payloads = [p for nal in nals for p in rtp_payloads(nal)]
-                    timestamp = (picture * self.frame_ticks) & 0xFFFFFFFF
+                    jitter = self.jitter_ticks[picture % len(self.jitter_ticks)]
+                    timestamp = (picture * self.frame_ticks + jitter) & 0xFFFFFFFF
                     data = b""
                     for i, payload in enumerate(payloads):
                         marker = 0x80 if i == len(payloads) - 1 else 0
