@@ -184,7 +184,7 @@ class Worker:
 
     def run(self) -> None:
         config = self.spec.config
-        next_report, reported_at = 0.0, -config.state_report_s
+        next_report, reported_at, trimmed_at = 0.0, -config.state_report_s, 0.0
         while not self.stopping:
             due = next_report
             if self._state_changed:  # report it, but not sooner than state_report_s after the last
@@ -204,13 +204,13 @@ class Worker:
                 elif command == "stop":
                     break
             now = time.monotonic()
-            routine = now >= next_report
-            if routine or (self._state_changed and now >= reported_at + config.state_report_s):
+            if now >= next_report or (self._state_changed and now >= reported_at + config.state_report_s):
                 self._state_changed = False
                 next_report, reported_at = now + config.routine_s, now
                 if not self.supervisor.send(("health", [r.stats.snapshot() for r in self.recorders.values()])):
                     break
-                if routine:
+                if now >= trimmed_at + config.routine_s:
+                    trimmed_at = now
                     _release_free_memory()
         self.shutdown()
 
@@ -256,7 +256,7 @@ _current: list[Worker] = []
 
 # glibc keeps pages that camera threads freed (a keyframe's buffer, a finished fragment) for
 # reuse, and each thread's allocations scatter them: ~0.5 MB a camera of resident memory
-# holding nothing.  malloc_trim(0) at each routine report hands them back for ~1 ms of CPU.
+# holding nothing.  malloc_trim(0) once a routine period hands them back for ~1 ms of CPU.
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
 
 
