@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pscs.video.h264 import NAL_IDR, nal_type
+from pscs.video.h264 import NAL_IDR, nal_type, to_annexb
 
 DEFAULT_PORT = 554
 USER_AGENT = "pscs-recorder"
@@ -38,7 +38,6 @@ _POLL_S = 0.25  # how often a blocked read looks up to see whether it should sto
 
 STAP_A = 24
 FU_A = 28
-START_CODE = b"\x00\x00\x00\x01"
 
 # RFC 3551 static payload types a camera may offer instead of H.264, by FFmpeg's codec names.
 _STATIC_PAYLOAD_CODECS = {26: "mjpeg", 32: "mpeg1video", 34: "h263"}
@@ -69,11 +68,6 @@ class NotH264Error(RtspError):
         self.codec = codec
 
 
-def annex_b(nals: list[bytes]) -> bytes:
-    """NAL units as an H.264 byte stream (ITU-T H.264 Annex B): each after a start code."""
-    return START_CODE + START_CODE.join(nals) if nals else b""
-
-
 @dataclass(slots=True)
 class AccessUnit:
     """One picture: its NAL units in decoding order, the RTP timestamp extended to 64 bits."""
@@ -83,7 +77,7 @@ class AccessUnit:
     keyframe: bool
 
     def annex_b(self) -> bytes:
-        return annex_b(self.nals)
+        return to_annexb(self.nals)
 
 
 @dataclass

@@ -30,12 +30,11 @@ from pscs.cameras.rtsp_client import (
     RtspError,
     RtspSession,
     RtspStatusError,
-    annex_b,
 )
 from pscs.cameras.sources import RecordingSource
 from pscs.recording.pacing import ReadPacer
 from pscs.storage.segment_files import MP4_OPTIONS, FinishedSegment, SegmentFile, SegmentWriter
-from pscs.video.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps
+from pscs.video.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps, to_annexb
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +137,11 @@ class CameraStats:
         self._mark: tuple[float, int, int] = (time.monotonic(), 0, 0)
 
     def set_state(self, state: str, error: str | None = None) -> None:
-        changed = state != self.state or (error is not None and error != self.last_error)
+        changed = False
         if state != self.state:
-            self.state, self.state_since_ms = state, wall_ms()
-        if error is not None:
-            self.last_error = error  # kept after recovery: the health page shows the last one
+            self.state, self.state_since_ms, changed = state, wall_ms(), True
+        if error is not None and error != self.last_error:
+            self.last_error, changed = error, True  # kept after recovery: the health page shows the last one
         if changed and self._on_change is not None:
             self._on_change()
 
@@ -431,7 +430,7 @@ class CameraRecorder(threading.Thread):
         assert seg is not None
         data = unit.annex_b()
         if seg.frames == 0 and not any(nal_type(nal) == NAL_SPS for nal in unit.nals):
-            data = annex_b(seg.parameter_sets) + data  # every segment decodes on its own
+            data = to_annexb(seg.parameter_sets) + data  # every segment decodes on its own
         packet = av.Packet(data)
         packet.pts = packet.dts = ts - seg.start_ts
         packet.time_base = self._time_base

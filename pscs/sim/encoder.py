@@ -16,7 +16,7 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from pscs.sim.h264 import NAL_PPS, NAL_SPS, is_keyframe, nal_type, split_annexb
+from pscs.sim.h264 import NAL_PPS, NAL_SPS, is_keyframe, nal_type, split_annexb, to_annexb
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def load_or_encode_loop(
         raise RuntimeError(f"libx264 returned {len(units)} access units for {frame_count} pictures")
     loop = EncodedLoop(settings, encoder.sps, encoder.pps, tuple(tuple(unit) for unit in units))
     if render is render_loop_frame:
-        annexb = [b"".join(b"\x00\x00\x00\x01" + nal for nal in unit) for unit in units]
+        annexb = [to_annexb(unit) for unit in units]
         _atomic_write(stream_path, b"".join(annexb))
         index = {
             "access_unit_sizes": [len(chunk) for chunk in annexb],

@@ -28,6 +28,7 @@ from pscs.video.h264 import (  # noqa: F401 - the bitstream helpers, shared with
     remove_emulation_prevention,
     split_annexb,
     split_avcc,
+    to_annexb,
 )
 
 NAL_SLICE = 1

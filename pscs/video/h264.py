@@ -1,8 +1,10 @@
-"""H.264 helpers for the egress paths: NAL units in Annex-B and AVCC form, and the few
-SPS fields a fragmented-MP4 init segment and the browser's codec string need."""
+"""H.264 helpers for the recorder and the egress paths: NAL units in Annex-B and AVCC
+form, and the few SPS fields a recording, a fragmented-MP4 init segment and the browser's
+codec string need."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 NAL_IDR = 5
@@ -58,6 +60,14 @@ def split_nals(data: bytes) -> list[bytes]:
 
 def to_avcc(nals: list[bytes]) -> bytes:
     return b"".join(len(n).to_bytes(4, "big") + n for n in nals)
+
+
+START_CODE = b"\x00\x00\x00\x01"
+
+
+def to_annexb(nals: Sequence[bytes]) -> bytes:
+    """NAL units as an H.264 byte stream (ITU-T H.264 Annex B): each after a start code."""
+    return START_CODE + START_CODE.join(nals) if nals else b""
 
 
 def parameter_sets_from_extradata(extradata: bytes | None) -> tuple[bytes | None, bytes | None]:

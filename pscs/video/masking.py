@@ -25,7 +25,7 @@ from functools import lru_cache
 import av
 import numpy as np
 
-from pscs.video.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_annexb
+from pscs.video.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_annexb, to_annexb
 from pscs.video.zones import Polygon, ZoneSet
 
 MASK_Y, MASK_U, MASK_V = 16, 128, 128
@@ -150,10 +150,6 @@ def zone_mask(zones: ZoneSet, width: int, height: int) -> ZoneMask:
     return ZoneMask(zones.image_polygons(), width, height)
 
 
-def annexb(nals: list[bytes]) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
-
-
 @dataclass(frozen=True)
 class EncodedUnit:
     nals: list[bytes]
@@ -187,7 +183,7 @@ class H264Decoder:
             self.pps = next(n for n in nals if nal_type(n) == NAL_PPS)
         if NAL_IDR in types and NAL_SPS not in types and self.sps and self.pps:
             nals = [self.sps, self.pps, *nals]
-        packet = av.Packet(annexb(nals))
+        packet = av.Packet(to_annexb(nals))
         packet.pts = packet.dts = pts
         packet.time_base = TIME_BASE
         return list(self.context.decode(packet))
