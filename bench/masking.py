@@ -28,8 +28,8 @@ import av
 import imageio_ffmpeg
 import numpy as np
 
+from pscs.media.h264 import parameter_sets_from_extradata, split_avcc
 from pscs.sim.scenes import render_loop_frame
-from pscs.video.h264 import parameter_sets_from_extradata, split_avcc
 from pscs.video.masking import EncoderSettings, MaskingTranscoder
 from pscs.video.zones import ZoneSet
 

@@ -18,10 +18,10 @@ import uvicorn
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera
 from pscs.sim import CameraSpec, SimulatorServer
-from pscs.video.synthetic import record_clock_segments
 from pscs.web.app import create_app
 from pscs.web.routes.video import hub_of
 from tests.capabilities import chromium_path
+from tests.footage import record_clock_segments
 from tests.web_helpers import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("need_chromium")]

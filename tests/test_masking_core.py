@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pscs.errors import InvalidInput
+from pscs.media.fmp4 import Fmp4Stream, Sample
+from pscs.media.h264 import parse_sps
 from pscs.sim.scenes import render_clock_frame
-from pscs.video.fmp4 import Fmp4Stream, Sample
-from pscs.video.h264 import parse_sps
 from pscs.video.masking import (
     MASK_U,
     MASK_Y,

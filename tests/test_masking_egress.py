@@ -21,10 +21,10 @@ from pscs.sim import CameraSpec, SimulatorServer
 from pscs.sim.scenes import caption_band, render_grid
 from pscs.video import zones as zone_service
 from pscs.video.masking import MASK_Y, zone_mask
-from pscs.video.synthetic import record_clock_segments
 from pscs.video.zones import ZONES
 from pscs.web.routes import video as video_routes
 from pscs.web.routes.video import hub_of
+from tests.footage import record_clock_segments
 from tests.web_helpers import client_for, csrf_of, make_user, sign_in
 
 ADMIN = Actor("admin", 1)

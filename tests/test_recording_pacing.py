@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pscs.cameras.rtsp_client import READ_BUFFER_BYTES
+from pscs.media.rtsp_client import READ_BUFFER_BYTES
 from pscs.recording.pacing import MAX_BACKLOG_BYTES, ReadPacer
 
 FRAME_S = 0.04  # 25 pictures a second

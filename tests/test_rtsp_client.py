@@ -1,4 +1,4 @@
-"""The recorder's RTSP client (pscs.cameras.rtsp_client) on its own: URLs, SDP, Digest
+"""The recorder's RTSP client (pscs.media.rtsp_client) on its own: URLs, SDP, Digest
 authentication, H.264 depacketization, and a session against a scripted camera that speaks
 RTSP on a real socket (keep-alive, interleaved answers, lost packets).  Recording from the
 simulator and from GStreamer's RTSP server is in test_recording_sim.py and
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pscs.cameras.rtsp_client import (
+from pscs.media.rtsp_client import (
     AccessUnit,
     NotH264Error,
     RtspProtocolError,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera
+from pscs.media.mp4 import complete_fragments_length
 from pscs.recording.camera import RecorderConfig
 from pscs.recording.models import Alert
 from pscs.recording.supervisor import RecorderSupervisor
@@ -23,7 +24,6 @@ from pscs.storage import deletion
 from pscs.storage.deletion import delete_segments
 from pscs.storage.layout import parse_relpath, segment_relpath
 from pscs.storage.models import PendingDelete, RecordingGap, Segment
-from pscs.storage.mp4 import complete_fragments_length
 from pscs.storage.pressure import DiskUsage, relieve_disk_pressure
 from pscs.storage.protection import ProtectedRange, protection_source
 from pscs.storage.reconcile import reconcile

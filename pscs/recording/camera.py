@@ -24,17 +24,17 @@ from typing import Any, Protocol
 
 import av
 
-from pscs.cameras.rtsp_client import (
+from pscs.cameras.sources import RecordingSource
+from pscs.media.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps, to_annexb
+from pscs.media.rtsp_client import (
     AccessUnit,
     NotH264Error,
     RtspError,
     RtspSession,
     RtspStatusError,
 )
-from pscs.cameras.sources import RecordingSource
 from pscs.recording.pacing import ReadPacer
 from pscs.storage.segment_files import MP4_OPTIONS, FinishedSegment, SegmentFile, SegmentWriter
-from pscs.video.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps, to_annexb
 
 log = logging.getLogger(__name__)
 

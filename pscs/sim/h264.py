@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-from pscs.video.h264 import (  # noqa: F401 - the bitstream helpers, shared with the egress paths
+from pscs.media.h264 import (  # noqa: F401 - the bitstream helpers, shared with the egress paths
     NAL_AUD,
     NAL_IDR,
     NAL_PPS,

@@ -29,11 +29,11 @@ from sqlalchemy import select
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
+from pscs.media.mp4 import complete_fragments_length, summarize
 from pscs.runtime import Runtime
 from pscs.storage.deletion import finish_pending_deletes
 from pscs.storage.layout import QUARANTINE_DIR, SegmentPath, parse_relpath
 from pscs.storage.models import PendingDelete, RecordingGap, Segment
-from pscs.storage.mp4 import complete_fragments_length, summarize
 from pscs.storage.ranges import Span, forget_segments, note_segment
 from pscs.storage.segment_files import file_sha256, fsync_dir
 

@@ -38,9 +38,9 @@ from typing import Any
 
 import av
 
+from pscs.media.fmp4 import TIMESCALE, Fmp4Stream, Sample
+from pscs.media.h264 import NAL_IDR, NAL_SEI, nal_type, parameter_sets_from_extradata, split_annexb, split_avcc
 from pscs.runtime import Runtime
-from pscs.video.fmp4 import TIMESCALE, Fmp4Stream, Sample
-from pscs.video.h264 import NAL_IDR, NAL_SEI, nal_type, parameter_sets_from_extradata, split_annexb, split_avcc
 from pscs.video.masking import EncoderSettings, H264Decoder, MaskingTranscoder, encode_png, mask_frame
 from pscs.video.zones import ZONES, ZoneSet
 

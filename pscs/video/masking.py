@@ -25,7 +25,7 @@ from functools import lru_cache
 import av
 import numpy as np
 
-from pscs.video.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_annexb, to_annexb
+from pscs.media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_annexb, to_annexb
 from pscs.video.zones import Polygon, ZoneSet
 
 MASK_Y, MASK_U, MASK_V = 16, 128, 128

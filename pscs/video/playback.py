@@ -20,11 +20,11 @@ from typing import Any, BinaryIO
 import av
 from sqlalchemy import select
 
+from pscs.media.fmp4 import TIMESCALE, Fmp4Stream, Sample
+from pscs.media.h264 import NAL_IDR, nal_type, parameter_sets_from_extradata, split_avcc, split_nals
 from pscs.runtime import Runtime
 from pscs.storage.models import RecordingGap, Segment
 from pscs.storage.ranges import MERGE_TOLERANCE_MS, ranges_between
-from pscs.video.fmp4 import TIMESCALE, Fmp4Stream, Sample
-from pscs.video.h264 import NAL_IDR, nal_type, parameter_sets_from_extradata, split_avcc, split_nals
 from pscs.video.masking import EncoderSettings, H264Decoder, MaskingTranscoder, encode_png, mask_frame
 from pscs.video.zones import ZoneSet
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pscs.video.h264 import NAL_AUD, NAL_PPS, NAL_SPS, SpsInfo, nal_type, parse_sps, to_avcc
+from pscs.media.h264 import NAL_AUD, NAL_PPS, NAL_SPS, SpsInfo, nal_type, parse_sps, to_avcc
 
 TIMESCALE = 90_000
 _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)

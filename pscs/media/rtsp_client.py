@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pscs.video.h264 import NAL_IDR, nal_type, to_annexb
+from pscs.media.h264 import NAL_IDR, nal_type, to_annexb
 
 DEFAULT_PORT = 554
 USER_AGENT = "pscs-recorder"
