@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
+from pscs.auth.principal import roles_of
 from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.evidence.models import CustodyEvent, EvidenceDisposal, EvidenceFile, EvidenceItem
@@ -551,8 +552,6 @@ def verify_all(rt: Runtime, actor: Actor | None) -> list[VerifyReport]:
 
 # Disposal (case closed; records commander + a second approver) ----------------------------------
 def _roles(rt: Runtime, actor: Actor) -> frozenset[str]:
-    from pscs.retention.holds import roles_of
-
     return roles_of(rt, actor)
 
 

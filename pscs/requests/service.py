@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import User
+from pscs.auth.principal import roles_of
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.policy import decisions
 from pscs.requests.models import StorageRequest, StorageRequestCamera
-from pscs.retention.holds import end_provisional_hold, insert_hold, roles_of
+from pscs.retention.holds import end_provisional_hold, insert_hold
 from pscs.retention.models import HOLD_REASONS, Hold
 from pscs.runtime import Runtime
 

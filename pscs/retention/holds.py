@@ -19,7 +19,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor
-from pscs.auth.models import User, UserRole
+from pscs.auth.models import User
+from pscs.auth.principal import roles_of
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound
@@ -69,14 +70,6 @@ def _iso_ms(ms: int) -> str:
     from datetime import UTC
 
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
-def roles_of(rt: Runtime, actor: Actor) -> frozenset[str]:
-    """The actor's roles, read from the accounts (never taken from the caller)."""
-    if actor.user_id is None:
-        return frozenset()
-    with rt.db.session() as s:
-        return frozenset(s.scalars(select(UserRole.role).where(UserRole.user_id == actor.user_id)))
 
 
 def _view(s: Session, hold: Hold, now: datetime | None = None) -> HoldView:
