@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from pscs.audit.events import Actor
+from pscs.auth.principal import Principal
 from pscs.cameras.service import add_camera
-from pscs.purposes.service import Caller
 from pscs.sim import CameraSpec, SimulatorServer
 from pscs.sim.scenes import caption_band, render_grid
+from pscs.video import egress
 from pscs.video import zones as zone_service
 from pscs.video.masking import MASK_Y, zone_mask
 from pscs.video.zones import ZONES
-from pscs.web.routes import video as video_routes
 from pscs.web.routes.video import hub_of
 from tests.footage import record_clock_segments
 from tests.web_helpers import client_for, csrf_of, make_user, sign_in
@@ -66,10 +66,10 @@ def approve_zones(rt, camera_id: int) -> None:
 
     admin, sup = find_user(rt, "zane"), find_user(rt, "sara")
     version = zone_service.propose_zones(
-        rt, Caller(admin.id, "zane", frozenset({"admin"}), 0, Actor("zane", admin.id)), camera_id, ZONES_DRAWN
+        rt, Principal(Actor("zane", admin.id), frozenset({"admin"}), 0), camera_id, ZONES_DRAWN
     )
     zone_service.decide_zones(
-        rt, Caller(sup.id, "sara", frozenset({"supervisor"}), 0, Actor("sara", sup.id)), version["id"], approve=True
+        rt, Principal(Actor("sara", sup.id), frozenset({"supervisor"}), 0), version["id"], approve=True
     )
     ZONES.invalidate()
 
@@ -179,7 +179,7 @@ def test_U4_live_view_is_masked_in_every_picture(sqlite_runtime, sim):
 
 def test_U1_live_view_stops_when_its_purpose_session_ends(sqlite_runtime, sim, monkeypatch):
     """The purpose is asked again while video flows: ending it ends the view, with the reason."""
-    monkeypatch.setattr(video_routes, "RECHECK_S", 0.2)
+    monkeypatch.setattr(egress, "RECHECK_S", 0.2)
     rt = sqlite_runtime
     cam = register(rt, sim, "cam2")
     client = operator_with_purpose(rt)

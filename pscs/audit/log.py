@@ -89,9 +89,18 @@ class AuditLog:
         )
 
     def refusal(
-        self, action: str, actor: Actor, decision: Decision, *, object_type: str, object_id: str | int | None
+        self,
+        action: str,
+        actor: Actor,
+        decision: Decision,
+        *,
+        object_type: str,
+        object_id: str | int | None = None,
+        purpose_session_id: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> PolicyDenied:
-        """Audit a policy decision that refused ``action``; returns the error to raise."""
+        """Audit a policy decision that refused ``action``; returns the error to raise.
+        The one way a refusal is made: no ``PolicyDenied`` leaves pscs unaudited."""
         self.record(
             action,
             actor,
@@ -99,7 +108,8 @@ class AuditLog:
             object_type=object_type,
             object_id=object_id,
             clauses=(decision.clause,),
-            details={"reason": decision.reason},
+            purpose_session_id=purpose_session_id,
+            details=_with_refusal_reason(details or {}, decision.reason),
         )
         return PolicyDenied(decision.reason, decision.clause)
 
@@ -276,3 +286,9 @@ def verify_database(db: Database, public_key_pem: bytes | None) -> VerifyResult:
             raw.close()
 
     return verify_rows(rows(), checkpoints, public_key, head)
+
+
+def _with_refusal_reason(details: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The refusal's reason under ``reason`` (``reason_denied`` when the request itself
+    carries a ``reason``, such as a designation's or a mask lift's)."""
+    return details | {("reason_denied" if "reason" in details else "reason"): reason}

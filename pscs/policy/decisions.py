@@ -160,6 +160,43 @@ def may_view(
     return Decision.allow(purpose.clause)
 
 
+@dataclass(frozen=True)
+class SignInState:
+    """What a running view needs to know about the viewer's sign-in session and account."""
+
+    ended_reason: str | None  # None while the sign-in session is open
+    created_at: datetime
+    last_seen_at: datetime
+    account_disabled: bool
+
+
+ACCOUNT_MANAGEMENT = "CJIS-5.5.1"
+
+
+def may_keep_watching(
+    sign_in: SignInState | None,
+    user_roles: frozenset[str],
+    purpose: PurposeState | None,
+    camera_id: int,
+    now: datetime,
+    profile: PolicyProfile,
+) -> Decision:
+    """Everything a view stands on, asked again while video flows: the sign-in session is
+    open and neither idle-locked nor past its lifetime (CJIS 5.5.5), the account is enabled
+    (CJIS 5.5.1), and — with the roles the account holds now — :func:`may_view` (U1, U2)."""
+    if sign_in is None or sign_in.ended_reason is not None:
+        reason = sign_in.ended_reason if sign_in is not None else "unknown"
+        return Decision.deny(SESSION_LOCK, f"your sign-in session has ended ({reason})")
+    if sign_in.account_disabled:
+        return Decision.deny(ACCOUNT_MANAGEMENT, "your account has been disabled")
+    status = session_status(sign_in.created_at, sign_in.last_seen_at, now, profile)
+    if status is SessionStatus.IDLE_LOCKED:
+        return Decision.deny(SESSION_LOCK, "your sign-in session was locked after inactivity")
+    if status is SessionStatus.EXPIRED:
+        return Decision.deny(SESSION_LOCK, "your sign-in session reached its maximum length")
+    return may_view(user_roles, purpose, camera_id, now, profile)
+
+
 def may_designate_location(user_roles: frozenset[str], profile: PolicyProfile) -> Decision:
     """U2: only the roles the profile names designate crime locations."""
     if user_roles & frozenset(profile.approvals.location_designation):

@@ -1,8 +1,8 @@
 """Purpose sessions (U1) and designated crime locations (U2).
 
-No video leaves pscs outside a purpose session: live view, playback and snapshots (and,
-later, PTZ control and exports) call :func:`require_view` first, which refuses (403, with
-the clause) and audits the refusal when there is no valid session.  A purpose session
+No video leaves pscs outside a purpose session: the egress service
+(:mod:`pscs.video.egress`) asks for the caller's session before every view and again
+while it plays.  A purpose session
 belongs to the sign-in session that opened it; at most one is open per sign-in session.
 """
 
@@ -14,29 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pscs.audit.events import Actor, Outcome
+from pscs.auth.principal import Principal
 from pscs.cameras.models import Camera
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
-from pscs.errors import InvalidInput, NotFound, PolicyDenied
+from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.purposes.models import DesignatedCamera, LocationDesignation, PurposeSession
 from pscs.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: the signed-in user and their sign-in session."""
-
-    user_id: int
-    username: str
-    roles: frozenset[str]
-    web_session_id: int
-    actor: Actor
-
-    @classmethod
-    def of(cls, view: Any, actor: Actor) -> Caller:  # view: pscs.auth.service.SessionView
-        return cls(view.user_id, view.username, frozenset(view.roles), view.session_id, actor)
 
 
 @dataclass(frozen=True)
@@ -171,7 +156,7 @@ def purposes(rt: Runtime) -> list[dict[str, Any]]:
 
 def open_session(
     rt: Runtime,
-    caller: Caller,
+    caller: Principal,
     *,
     purpose_id: str,
     case_number: str | None = None,
@@ -212,15 +197,13 @@ def open_session(
         "note": note,
     }
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             "purpose.open",
             caller.actor,
-            Outcome.DENIED,
+            decision,
             object_type="purpose_session",
-            clauses=(decision.clause,),
-            details=details | {"reason": decision.reason},
+            details=details,
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     assert purpose is not None
     _end_open(rt, caller, "replaced by a new purpose", now)
     with rt.db.write() as s:
@@ -253,7 +236,7 @@ def open_session(
     return view
 
 
-def _end_open(rt: Runtime, caller: Caller, reason: str, now: datetime) -> list[int]:
+def _end_open(rt: Runtime, caller: Principal, reason: str, now: datetime) -> list[int]:
     """End the caller's open purpose sessions (an expired one is closed as "expired") and
     audit each that was still running; returns their ids."""
     with rt.db.write() as s:
@@ -312,48 +295,15 @@ def get_session(rt: Runtime, purpose_session_id: int) -> PurposeView:
         return _purpose_view(row, designation)
 
 
-def end_session(rt: Runtime, caller: Caller, reason: str = "ended by the user") -> int | None:
+def end_session(rt: Runtime, caller: Principal, reason: str = "ended by the user") -> int | None:
     """End the caller's open purpose session early; returns its id (None if none was open)."""
     ended = _end_open(rt, caller, reason, utcnow())
     return ended[0] if ended else None
 
 
-def require_view(
-    rt: Runtime, caller: Caller, camera_id: int, action: str, details: dict[str, Any] | None = None
-) -> PurposeView:
-    """The gate in front of every way video leaves (U1, U2): the caller's purpose session,
-    or a 403 naming the clause — and the refusal is audited."""
-    with rt.db.session() as s:
-        if s.get(Camera, camera_id) is None:
-            raise NotFound(f"no camera {camera_id}")
-    now = utcnow()
-    session = current_session(rt, caller.web_session_id, now)
-    decision = decisions.may_view(caller.roles, session.state if session else None, camera_id, now, rt.profile)
-    if not decision.allowed:
-        rt.audit.record(
-            action,
-            caller.actor,
-            Outcome.DENIED,
-            object_type="camera",
-            object_id=camera_id,
-            clauses=(decision.clause,),
-            purpose_session_id=session.id if session else None,
-            details=(details or {}) | {"reason": decision.reason},
-        )
-        raise PolicyDenied(decision.reason, decision.clause)
-    assert session is not None
-    return session
-
-
-def still_valid(rt: Runtime, purpose_session_id: int, camera_id: int, roles: frozenset[str]) -> decisions.Decision:
-    """Re-check a purpose session during a long view (live and playback ask every couple of seconds)."""
-    view = get_session(rt, purpose_session_id)
-    return decisions.may_view(roles, view.state, camera_id, utcnow(), rt.profile)
-
-
 # U2: designated locations ---------------------------------------------------------------------
 def designate_location(
-    rt: Runtime, caller: Caller, *, location: str, reason: str, camera_ids: list[int], valid_until: datetime
+    rt: Runtime, caller: Principal, *, location: str, reason: str, camera_ids: list[int], valid_until: datetime
 ) -> DesignationView:
     decision = decisions.may_designate_location(caller.roles, rt.profile)
     details = {
@@ -363,15 +313,13 @@ def designate_location(
         "valid_until": valid_until.isoformat() if valid_until.tzinfo else str(valid_until),
     }
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             "designation.create",
             caller.actor,
-            Outcome.DENIED,
+            decision,
             object_type="designation",
-            clauses=("U2",),
-            details=details | {"reason_denied": decision.reason},
+            details=details,
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     location = _clean(location, "location", 300) or ""
     reason = _clean(reason, "reason", 1000) or ""
     if not location:
@@ -410,19 +358,16 @@ def designate_location(
     return view
 
 
-def revoke_designation(rt: Runtime, caller: Caller, designation_id: int, reason: str) -> DesignationView:
+def revoke_designation(rt: Runtime, caller: Principal, designation_id: int, reason: str) -> DesignationView:
     decision = decisions.may_designate_location(caller.roles, rt.profile)
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             "designation.revoke",
             caller.actor,
-            Outcome.DENIED,
+            decision,
             object_type="designation",
             object_id=designation_id,
-            clauses=("U2",),
-            details={"reason_denied": decision.reason},
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     reason = _clean(reason, "reason", 500) or ""
     if not reason:
         raise InvalidInput("say why the designation is revoked")

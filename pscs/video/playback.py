@@ -1,9 +1,10 @@
 """Playback from the segment store: the timeline, a continuous fragmented-MP4 stream from
-any instant (across segment boundaries), snapshots at an instant, and the export hook.
+any instant (across segment boundaries), and snapshots at an instant.
 
-Every path that sends recorded pictures goes through :class:`PlaybackStream` or
-:func:`snapshot_at_png`; both mask with the zones in force when the footage is shown
-(U4), or pass a zone-free camera's footage through without re-encoding.
+The egress service (:mod:`pscs.video.egress`) opens every view of recorded pictures
+through :class:`PlaybackStream` or :func:`snapshot_at_png`; both mask with the zones it
+gives them, the zones in force when the footage is shown (U4), or pass a zone-free
+camera's footage through without re-encoding.
 
 Media time in the stream is ``wall-clock ms - origin_ms`` (in 90 kHz units), with
 ``origin_ms`` the wall-clock time of the first picture sent; a gap in the recording is a
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 from sqlalchemy import select
@@ -178,17 +179,34 @@ class PlaybackStream:
             yield from gop  # start_ms lies after the last picture: show the last GOP
 
     # Bytes ------------------------------------------------------------------------------------
+    def set_mask(self, zones: ZoneSet | None) -> None:
+        """Mask from the next picture on with ``zones`` (the zones in force changed, or the
+        viewer's lift ended).  A stream never goes back to unmasked pictures: None, or
+        empty zones, leave a masking stream as it is."""
+        if zones is None or zones.empty:
+            return
+        self.zones = zones
+        if self._transcoder is not None:
+            self._transcoder.set_zones(zones)
+
     def __iter__(self) -> Iterator[bytes]:
+        gop: list[tuple[list[bytes], int]] = []  # passed-through pictures since the last keyframe
         for packet, sps, pps in self._source():
             if self.origin_ms is None:
                 self.origin_ms = packet.ms
                 self.first_ms = int(packet.ms)
             pts = round((packet.ms - self.origin_ms) * TIMESCALE / 1000)
             if self.zones is None:
+                gop = [] if packet.keyframe else gop
+                gop.append((packet.nals, pts))
                 units = [(packet.nals, pts, packet.keyframe, sps, pps)]
             else:
                 if self._transcoder is None:
                     self._transcoder = MaskingTranscoder(self.zones, self.encoder, sps=sps, pps=pps)
+                    # Masking began mid-stream: decode the pictures this one depends on.
+                    for nals, prior_pts in gop:
+                        self._transcoder.decoder.decode(nals, prior_pts)
+                    gop = []
                 if sps and pps:
                     self._transcoder.decoder.sps, self._transcoder.decoder.pps = sps, pps
                 units = [(u.nals, u.pts, u.keyframe, None, None) for u in self._transcoder.push(packet.nals, pts)]
@@ -249,14 +267,3 @@ def snapshot_at_png(rt: Runtime, camera_id: int, at_ms: int, zones: ZoneSet | No
         raise NotFound("no decodable picture at that time")
     frame, ms = best
     return encode_png(mask_frame(frame, zones)), int(ms)
-
-
-def export_masked(
-    rt: Runtime, camera_id: int, start_ms: int, end_ms: int, out: BinaryIO, zones: ZoneSet | None
-) -> PlaybackStream:
-    """The export hook (U4): a playable MP4 of a range, masked with ``zones``.  The export
-    work (evidence, working copies) calls this for the working copy it hands out."""
-    stream = PlaybackStream(rt, camera_id, start_ms, zones=zones, end_ms=end_ms)
-    for chunk in stream:
-        out.write(chunk)
-    return stream

@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from pscs.auth.principal import Principal
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
-from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from pscs.errors import Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
-from pscs.purposes.service import Caller
 from pscs.runtime import Runtime
 from pscs.video.models import MaskLift, PrivacyZoneVersion
 
@@ -114,20 +114,17 @@ def _camera_exists(s: Any, camera_id: int) -> None:
 
 
 def propose_zones(
-    rt: Runtime, caller: Caller, camera_id: int, zones: Any, *, note: str | None = None, space: str = "image"
+    rt: Runtime, caller: Principal, camera_id: int, zones: Any, *, note: str | None = None, space: str = "image"
 ) -> dict[str, Any]:
     decision = decisions.may_propose_zones(caller.roles, rt.profile)
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             "zones.propose",
             caller.actor,
-            "denied",
+            decision,
             object_type="camera",
             object_id=camera_id,
-            clauses=("U4",),
-            details={"reason": decision.reason},
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     clean = validate_zones(zones, space)
     with rt.db.write() as s:
         _camera_exists(s, camera_id)
@@ -166,7 +163,7 @@ def propose_zones(
 
 
 def decide_zones(
-    rt: Runtime, caller: Caller, version_id: int, *, approve: bool, note: str | None = None
+    rt: Runtime, caller: Principal, version_id: int, *, approve: bool, note: str | None = None
 ) -> dict[str, Any]:
     action = "zones.approve" if approve else "zones.reject"
     with rt.db.session() as s:
@@ -176,16 +173,14 @@ def decide_zones(
         proposer_id, proposer, camera_id, status = row.proposed_by_id, row.proposed_by, row.camera_id, row.status
     decision = decisions.may_decide_zones(caller.roles, proposer_id, caller.user_id, rt.profile)
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             action,
             caller.actor,
-            "denied",
+            decision,
             object_type="privacy_zone_version",
             object_id=version_id,
-            clauses=("U4",),
-            details={"camera_id": camera_id, "reason": decision.reason},
+            details={"camera_id": camera_id},
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     if status != "proposed":
         raise Conflict(f"version {version_id} is {status}, not awaiting a decision")
     now = utcnow()
@@ -340,21 +335,19 @@ def _lift_view(r: MaskLift) -> LiftView:
 
 
 def request_lift(
-    rt: Runtime, caller: Caller, camera_id: int, *, warrant_reference: str, reason: str, minutes: int
+    rt: Runtime, caller: Principal, camera_id: int, *, warrant_reference: str, reason: str, minutes: int
 ) -> LiftView:
     decision = decisions.may_request_mask_lift(caller.roles, warrant_reference or "", minutes, rt.profile)
     details = {"camera_id": camera_id, "warrant_reference": warrant_reference, "reason": reason, "minutes": minutes}
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             "mask_lift.request",
             caller.actor,
-            "denied",
+            decision,
             object_type="camera",
             object_id=camera_id,
-            clauses=("U4",),
-            details=details | {"reason_denied": decision.reason},
+            details=details,
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     if not (reason or "").strip():
         raise InvalidInput("say why the mask must be lifted")
     with rt.db.write() as s:
@@ -378,7 +371,7 @@ def request_lift(
     return view
 
 
-def decide_lift(rt: Runtime, caller: Caller, lift_id: int, *, approve: bool) -> LiftView:
+def decide_lift(rt: Runtime, caller: Principal, lift_id: int, *, approve: bool) -> LiftView:
     action = "mask_lift.approve" if approve else "mask_lift.reject"
     with rt.db.session() as s:
         row = s.get(MaskLift, lift_id)
@@ -387,16 +380,14 @@ def decide_lift(rt: Runtime, caller: Caller, lift_id: int, *, approve: bool) -> 
         requester_id, requester, camera_id = row.requested_by_id, row.requested_by, row.camera_id
     decision = decisions.may_approve_mask_lift(caller.roles, requester_id, caller.user_id, rt.profile)
     if not decision.allowed:
-        rt.audit.record(
+        raise rt.audit.refusal(
             action,
             caller.actor,
-            "denied",
+            decision,
             object_type="mask_lift",
             object_id=lift_id,
-            clauses=("U4",),
-            details={"camera_id": camera_id, "requested_by": requester, "reason": decision.reason},
+            details={"camera_id": camera_id, "requested_by": requester},
         )
-        raise PolicyDenied(decision.reason, decision.clause)
     now = utcnow()
     with rt.db.write() as s:
         row = s.get(MaskLift, lift_id)
@@ -426,16 +417,25 @@ def decide_lift(rt: Runtime, caller: Caller, lift_id: int, *, approve: bool) -> 
     return view
 
 
-def end_lift(rt: Runtime, caller: Caller, lift_id: int) -> LiftView:
-    with rt.db.write() as s:
+def end_lift(rt: Runtime, caller: Principal, lift_id: int) -> LiftView:
+    with rt.db.session() as s:
         row = s.get(MaskLift, lift_id)
         if row is None:
             raise NotFound(f"no mask lift {lift_id}")
-        decision = decisions.may_end_mask_lift(
-            caller.user_id, caller.roles, row.requested_by_id, row.decided_by_id, rt.profile
+        requester_id, approver_id, camera_id = row.requested_by_id, row.decided_by_id, row.camera_id
+    decision = decisions.may_end_mask_lift(caller.user_id, caller.roles, requester_id, approver_id, rt.profile)
+    if not decision.allowed:
+        raise rt.audit.refusal(
+            "mask_lift.end",
+            caller.actor,
+            decision,
+            object_type="mask_lift",
+            object_id=lift_id,
+            details={"camera_id": camera_id},
         )
-        if not decision.allowed:
-            raise PolicyDenied(decision.reason, decision.clause)
+    with rt.db.write() as s:
+        row = s.get(MaskLift, lift_id)
+        assert row is not None
         if row.status in ("requested", "approved") and row.ended_at is None:
             row.status = "ended" if row.status == "approved" else "withdrawn"
             row.ended_at, row.ended_by = utcnow(), caller.username

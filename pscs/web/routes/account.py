@@ -18,6 +18,7 @@ from pscs.web import pages
 from pscs.web.access import (
     SESSION_COOKIE,
     anonymous_actor,
+    principal_of,
     public,
     runtime_of,
     second_factor,
@@ -197,7 +198,7 @@ def acknowledge_submit(
 def logout(request: Request) -> Response:
     rt = runtime_of(request)
     # A purpose declared in this sign-in ends with it, and its end is audited (U1).
-    purposes.end_session(rt, purposes.Caller.of(request.state.user, request.state.actor), "signed out")
+    purposes.end_session(rt, principal_of(request), "signed out")
     auth.end_session(rt, request.state.actor, request.state.user.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")

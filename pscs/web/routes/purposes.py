@@ -12,18 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pscs.errors import InvalidInput, PolicyDenied
 from pscs.purposes import service as purposes
-from pscs.purposes.service import Caller
 from pscs.web import pages
-from pscs.web.access import roles, runtime_of
+from pscs.web.access import principal_of, roles, runtime_of
 
 router = APIRouter(tags=["purposes"])
 
 video_roles = roles(profile=("video_roles",))
 designators = roles(profile=("approvals.location_designation",))
-
-
-def caller_of(request: Request) -> Caller:
-    return Caller.of(request.state.user, request.state.actor)
 
 
 class OpenPurpose(BaseModel):
@@ -73,7 +68,7 @@ def open_purpose(request: Request, body: OpenPurpose) -> dict[str, Any]:
     """Open a purpose session (ends the one open in this sign-in session, if any)."""
     view = purposes.open_session(
         runtime_of(request),
-        caller_of(request),
+        principal_of(request),
         purpose_id=body.purpose,
         case_number=body.case_number,
         incident_number=body.incident_number,
@@ -86,7 +81,7 @@ def open_purpose(request: Request, body: OpenPurpose) -> dict[str, Any]:
 @router.post("/api/v1/purpose-sessions/current/end")
 @video_roles
 def end_purpose(request: Request) -> dict[str, Any]:
-    ended = purposes.end_session(runtime_of(request), caller_of(request))
+    ended = purposes.end_session(runtime_of(request), principal_of(request))
     return {"ended": ended}
 
 
@@ -101,7 +96,7 @@ def list_designations(request: Request) -> dict[str, Any]:
 def create_designation(request: Request, body: NewDesignation) -> dict[str, Any]:
     view = purposes.designate_location(
         runtime_of(request),
-        caller_of(request),
+        principal_of(request),
         location=body.location,
         reason=body.reason,
         camera_ids=body.camera_ids,
@@ -113,7 +108,7 @@ def create_designation(request: Request, body: NewDesignation) -> dict[str, Any]
 @router.post("/api/v1/designations/{designation_id}/revoke")
 @designators
 def revoke_designation(request: Request, designation_id: int, body: Revocation) -> dict[str, Any]:
-    view = purposes.revoke_designation(runtime_of(request), caller_of(request), designation_id, body.reason)
+    view = purposes.revoke_designation(runtime_of(request), principal_of(request), designation_id, body.reason)
     return {"designation": view.as_dict()}
 
 
@@ -178,7 +173,7 @@ def console_open_purpose(
     try:
         purposes.open_session(
             runtime_of(request),
-            caller_of(request),
+            principal_of(request),
             purpose_id=purpose,
             case_number=case_number or None,
             incident_number=incident_number or None,
@@ -193,7 +188,7 @@ def console_open_purpose(
 @router.post("/console/purpose/end", include_in_schema=False)
 @video_roles
 def console_end_purpose(request: Request) -> Response:
-    purposes.end_session(runtime_of(request), caller_of(request))
+    purposes.end_session(runtime_of(request), principal_of(request))
     return RedirectResponse("/console", status_code=303)
 
 

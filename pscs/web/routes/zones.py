@@ -12,8 +12,7 @@ from pscs.errors import NotFound
 from pscs.purposes import service as purposes
 from pscs.video import zones as zone_service
 from pscs.web import pages
-from pscs.web.access import roles, runtime_of
-from pscs.web.routes.purposes import caller_of
+from pscs.web.access import principal_of, roles, runtime_of
 
 router = APIRouter(tags=["privacy zones"])
 
@@ -65,7 +64,7 @@ def propose_zones(request: Request, camera_id: int, body: Proposal) -> dict[str,
     zones = [{"label": z.label, "points": [list(p) for p in z.points]} for z in body.zones]
     return {
         "version": zone_service.propose_zones(
-            runtime_of(request), caller_of(request), camera_id, zones, note=body.note, space=body.space
+            runtime_of(request), principal_of(request), camera_id, zones, note=body.note, space=body.space
         )
     }
 
@@ -81,7 +80,7 @@ def pending_zones(request: Request) -> dict[str, Any]:
 def approve_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
     return {
         "version": zone_service.decide_zones(
-            runtime_of(request), caller_of(request), version_id, approve=True, note=body.note
+            runtime_of(request), principal_of(request), version_id, approve=True, note=body.note
         )
     }
 
@@ -91,7 +90,7 @@ def approve_zones(request: Request, version_id: int, body: ZoneDecision) -> dict
 def reject_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
     return {
         "version": zone_service.decide_zones(
-            runtime_of(request), caller_of(request), version_id, approve=False, note=body.note
+            runtime_of(request), principal_of(request), version_id, approve=False, note=body.note
         )
     }
 
@@ -107,7 +106,7 @@ def list_lifts(request: Request) -> dict[str, Any]:
 def request_lift(request: Request, camera_id: int, body: LiftRequest) -> dict[str, Any]:
     lift = zone_service.request_lift(
         runtime_of(request),
-        caller_of(request),
+        principal_of(request),
         camera_id,
         warrant_reference=body.warrant_reference,
         reason=body.reason,
@@ -120,7 +119,9 @@ def request_lift(request: Request, camera_id: int, body: LiftRequest) -> dict[st
 @lift_roles
 def approve_lift(request: Request, lift_id: int) -> dict[str, Any]:
     return {
-        "mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id, approve=True).as_dict()
+        "mask_lift": zone_service.decide_lift(
+            runtime_of(request), principal_of(request), lift_id, approve=True
+        ).as_dict()
     }
 
 
@@ -128,14 +129,16 @@ def approve_lift(request: Request, lift_id: int) -> dict[str, Any]:
 @lift_roles
 def reject_lift(request: Request, lift_id: int) -> dict[str, Any]:
     return {
-        "mask_lift": zone_service.decide_lift(runtime_of(request), caller_of(request), lift_id, approve=False).as_dict()
+        "mask_lift": zone_service.decide_lift(
+            runtime_of(request), principal_of(request), lift_id, approve=False
+        ).as_dict()
     }
 
 
 @router.post("/api/v1/mask-lifts/{lift_id}/end")
 @lift_roles
 def end_lift(request: Request, lift_id: int) -> dict[str, Any]:
-    return {"mask_lift": zone_service.end_lift(runtime_of(request), caller_of(request), lift_id).as_dict()}
+    return {"mask_lift": zone_service.end_lift(runtime_of(request), principal_of(request), lift_id).as_dict()}
 
 
 # Pages ------------------------------------------------------------------------------------------
