@@ -5,15 +5,12 @@ the console go to build/ (kept by CI as artifacts)."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyotp
 import pytest
-import uvicorn
 
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera
@@ -22,7 +19,7 @@ from pscs.web.app import create_app
 from pscs.web.routes.video import hub_of
 from tests.capabilities import chromium_path
 from tests.footage import record_clock_segments
-from tests.web_helpers import PASSWORD, make_user
+from tests.web_helpers import PASSWORD, ServerThread, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("need_chromium")]
 
@@ -34,37 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """The real app under uvicorn (HTTP and WebSockets), in a background thread."""
-
-    def __init__(self, app) -> None:  # noqa: ANN001
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
-"""Signing in through the real pages, as a browser would (password, TOTP, U3)."""
+"""Signing in through the real pages, as a browser would (password, TOTP, U3); the real
+app under uvicorn for tests that need real HTTP streaming or a browser."""
 
 from __future__ import annotations
 
 import html
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
 import pyotp
+import uvicorn
 from fastapi.testclient import TestClient
 
 from pscs.audit.events import Actor
@@ -125,3 +129,34 @@ def sign_in(
 
 def csrf_of(client: TestClient) -> str:
     return client.get("/api/v1/me").json()["csrf_token"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """The real app under uvicorn (HTTP and WebSockets), in a background thread."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -127,7 +127,11 @@ def update_user(
         if losing_admin:
             _refuse_removing_last_admin(s, user)
         if roles is not None:
-            user.roles = [UserRole(role=r) for r in roles]
+            # Keep the rows of roles kept: replacing them all would insert a kept role
+            # before its old row is deleted (the unique constraint refuses that).
+            user.roles = [r for r in user.roles if r.role in roles] + [
+                UserRole(role=r) for r in roles if r not in before
+            ]
         if disabled is not None:
             user.disabled = disabled
             if disabled:
