@@ -69,7 +69,7 @@
   // Live player ------------------------------------------------------------------------------
   const STATE_TEXT = {
     connecting: "connecting…", online: "", reconnecting: "reconnecting…", offline: "camera offline — retrying",
-    stopped: "stopped", "session-ended": "purpose session ended",
+    stopped: "stopped", "session-ended": "video ended",
   };
 
   class LivePlayer {
@@ -139,7 +139,8 @@
         return;
       }
       if (msg.state) {
-        this.setState(msg.state, msg.state === "session-ended" ? "purpose session ended: " + (msg.reason || "") : undefined);
+        const why = (msg.reason || "") + (msg.clause ? " (" + msg.clause + ")" : "");
+        this.setState(msg.state, msg.state === "session-ended" ? "video ended: " + why : undefined);
         if (msg.state === "session-ended") {
           this.stopped = true;
           setTimeout(() => { location.href = "/console?next=" + encodeURIComponent(location.pathname); }, 2500);

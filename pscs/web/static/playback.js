@@ -111,6 +111,7 @@
       return;
     }
     origin = Number(response.headers.get("X-Pscs-Origin-Ms"));
+    const viewId = response.headers.get("X-Pscs-View");
     const codec = response.headers.get("X-Pscs-Codec") || "avc1.42e01e";
     const masked = response.headers.get("X-Pscs-Masked") === "1";
     badges.innerHTML = '<span class="badge ' + (masked ? "masked" : "") + '">' + (masked ? "masked" : "no zones") + "</span>";
@@ -134,6 +135,7 @@
         break;
       }
       if (chunk.done) {
+        if (mine === session) explainEnd(viewId);
         if (mine === session && ms_.readyState === "open") {
           if (sb.updating) await appended();
           try { ms_.endOfStream(); } catch (e) { /* already ended */ }
@@ -163,6 +165,18 @@
       }
     }
     reader.cancel().catch(() => {});
+  }
+
+  // A stream that pscs ended (purpose, sign-in or account gone) says why in its view.
+  async function explainEnd(viewId) {
+    if (!viewId) return;
+    const response = await fetch("/api/v1/views/" + encodeURIComponent(viewId)).catch(() => null);
+    if (!response || !response.ok) {
+      if (response && response.status === 401) setState("error", "signed out: playback stopped");
+      return;
+    }
+    const view = await response.json();
+    if (view.state === "ended") setState("error", "playback stopped: " + view.reason + (view.clause ? " (" + view.clause + ")" : ""));
   }
 
   // Step over recording gaps: jump to the next buffered range.
