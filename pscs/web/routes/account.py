@@ -11,7 +11,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from pscs.auth import service as auth
-from pscs.errors import AuthenticationFailed, PolicyDenied, PscsError
+from pscs.errors import AuthenticationFailed, PscsError
+from pscs.policy.decisions import Decision
 from pscs.policy.profile import policy_text
 from pscs.purposes import service as purposes
 from pscs.web import pages
@@ -70,7 +71,13 @@ def login_submit(
     rt = runtime_of(request)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not secrets.compare_digest(cookie, login_csrf):
-        raise PolicyDenied("the sign-in form is stale or forged (CSRF check failed); reload the page", "CJIS-5.10")
+        raise rt.audit.refusal(
+            "auth.login",
+            anonymous_actor(request),
+            Decision.deny("CJIS-5.10", "the sign-in form is stale or forged (CSRF check failed); reload the page"),
+            object_type="user",
+            details={"username": username.strip().lower()[:64]},
+        )
     try:
         new = auth.sign_in_password(rt, anonymous_actor(request), username.strip().lower(), password)
     except AuthenticationFailed as exc:
