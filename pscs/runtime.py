@@ -6,10 +6,11 @@ global state behind its back, which is what lets tests run many installations si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pscs.audit.log import AuditLog, CheckpointPolicy
+from pscs.clock import Clock
 from pscs.config import Settings
 from pscs.db.engine import Database
 from pscs.policy.profile import PolicyProfile, load_profile
@@ -31,6 +32,7 @@ class Runtime:
     db: Database
     audit: AuditLog
     secrets: SecretBox
+    clock: Clock = field(default_factory=Clock)  # the wall clock services read; tests may set it
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
