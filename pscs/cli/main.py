@@ -68,7 +68,7 @@ def _print_admin_password(username: str, password: str, *, shown: bool) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply schema migrations to the configured database."""
-    from pscs.db.migrate import upgrade
+    from pscs.schema.migrate import upgrade
 
     upgrade(get_settings().db_url)
     console.print("database schema is up to date")
