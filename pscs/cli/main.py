@@ -80,7 +80,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: PSCS_PORT or 8000")] = None,
 ) -> None:
     """Run the web console and API (and the background services)."""
-    from pscs.service import run_server
+    from pscs.cli.serve import run_server
 
     rt = open_runtime()
     run_server(rt, host or rt.settings.host, port or rt.settings.port)
@@ -93,7 +93,7 @@ def up(
 ) -> None:
     """Initialise on first run, then run everything here: simulated cameras, recorder, console."""
     from pscs.install import init_installation, is_initialised
-    from pscs.service import register_simulated_cameras, run_server
+    from pscs.cli.serve import register_simulated_cameras, run_server
     from pscs.sim.server import SimulatorServer
 
     settings = get_settings()

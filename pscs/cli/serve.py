@@ -1,5 +1,8 @@
-"""The long-running service: the web app plus background work (checkpoints, and the
-recorder and retention services as they are added), started and stopped together."""
+"""``pscs serve`` and ``pscs up``: the long-running service, the web app plus background work
+(audit checkpoints, the recorders, the retention sweeper), started and stopped together.
+
+It composes the edges and the domains into one process, so it lives with the CLI that
+starts it: nothing below the edges may import the web app."""
 
 from __future__ import annotations
 
