@@ -92,8 +92,8 @@ def up(
     simulate: Annotated[bool, typer.Option(help="Start and record the simulated cameras")] = True,
 ) -> None:
     """Initialise on first run, then run everything here: simulated cameras, recorder, console."""
-    from pscs.install import init_installation, is_initialised
     from pscs.cli.serve import register_simulated_cameras, run_server
+    from pscs.install import init_installation, is_initialised
     from pscs.sim.server import SimulatorServer
 
     settings = get_settings()

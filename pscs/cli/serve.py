@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from pscs import startup
 from pscs.errors import Conflict
 from pscs.runtime import Runtime
 
@@ -58,6 +59,7 @@ class BackgroundServices:
         from pscs.recording.supervisor import RecorderSupervisor
         from pscs.retention.sweeper import RetentionSweeper
 
+        startup.prepare()  # the sweeper and disk pressure delete: protection sources first
         self.runtime = runtime
         config = RecorderConfig(
             segment_seconds=runtime.settings.segment_seconds, workers=runtime.settings.recorder_workers
