@@ -12,7 +12,9 @@ The package graph has one node per part of pscs:
   wires the shared parts of a process (database, audit trail, profile) and sits just
   above audit, ``metrics``, ``install`` and ``startup`` sit above the domain packages they
   gather; each is checked like any package;
-* ``pscs/__init__.py`` (the version) is the node ``pscs``.
+* ``pscs/__init__.py`` (the version) is the node ``pscs``;
+* the service process (``pscs serve``: web app, recorders, sweeper) is composed in
+  ``pscs.cli.serve``, an edge, since it starts the web app.
 
 The rules (each one test below):
 
@@ -22,6 +24,8 @@ The rules (each one test below):
   sources with storage);
 * nothing but the edges ``pscs.web`` and ``pscs.cli`` imports ``pscs.web`` or ``pscs.cli``;
 * the simulator ``pscs.sim`` imports nothing of pscs but itself and ``pscs.media``;
+* the foundations ``pscs.errors``, ``pscs.config``, ``pscs.signing`` and ``pscs.secretbox``
+  import nothing of pscs;
 * the package graph has no cycle.
 """
 
@@ -37,6 +41,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pscs"
 EDGES = ("pscs.web", "pscs.cli")
+FOUNDATIONS = ("pscs.errors", "pscs.config", "pscs.signing", "pscs.secretbox")
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ RULES = {
         i for i in GRAPH if not any(within(i.module, e) for e in EDGES) and any(within(i.target, e) for e in EDGES)
     ],
     "the simulator imports only media": lambda: _may_import_only("pscs.sim", ("pscs.sim", "pscs.media")),
+    "the foundations import nothing of pscs": lambda: [i for f in FOUNDATIONS for i in _may_import_only(f, (f,))],
 }
 
 
