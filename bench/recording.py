@@ -47,6 +47,7 @@ from typing import Any
 import imageio_ffmpeg
 from sqlalchemy import select
 
+from pscs import startup
 from pscs.audit.events import Actor
 from pscs.cameras import service as cameras
 from pscs.config import Settings
@@ -216,6 +217,7 @@ def urls(port: int, n: int) -> list[str]:
 def run_pscs(
     camera_urls: list[str], sim_log: SimulatorLog, tmp: Path, config: RecorderConfig, warmup: float, seconds: float
 ) -> Measure:
+    startup.prepare()  # the supervisor's disk-pressure check needs the protection sources
     rt = init_installation(
         Settings(data_dir=tmp / f"pscs-{secrets.token_hex(3)}", min_free_bytes=0),
         admin_password="bench-password-123",  # noqa: S106

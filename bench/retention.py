@@ -38,6 +38,7 @@ from sqlalchemy.schema import CreateIndex
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pscs import startup  # noqa: E402
 from pscs.cameras.models import Camera  # noqa: E402
 from pscs.config import Settings  # noqa: E402
 from pscs.db.base import utcnow  # noqa: E402
@@ -197,6 +198,7 @@ def main() -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     data_dir = work / "var"
+    startup.prepare()  # the sweep deletes: protection sources first
     rt = init_installation(Settings(data_dir=data_dir), admin_password=secrets.token_urlsafe(18)).runtime
     try:
         cameras = make_cameras(rt, args.cameras)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pscs.audit.events import Actor
 from pscs.audit.log import ensure_head
 from pscs.config import Settings
-from pscs.db import migrate
 from pscs.db.engine import Database
 from pscs.runtime import AUDIT_KEY, EVIDENCE_KEY, Runtime
+from pscs.schema import migrate
 from pscs.secretbox import SecretBox
 from pscs.signing import create_signer, private_key_path
 
@@ -40,7 +40,7 @@ def _destroy(settings: Settings) -> None:
     # the new keys, so it must not be continued).
     from sqlalchemy import text
 
-    from pscs.db.models import metadata
+    from pscs.schema.models import metadata
 
     db = Database(settings.db_url)
     metadata.drop_all(db.engine)

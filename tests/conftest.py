@@ -9,12 +9,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from pscs import startup
 from pscs.config import Settings
 from pscs.install import init_installation
 from pscs.runtime import Runtime
 from tests.capabilities import PG_ADMIN_URL, SKIPPED, chromium_problem, gstreamer_problem, postgres_problem, require
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def prepared_process() -> None:
+    """What every pscs process does at start-up (protection sources registered), again before
+    each test, so that a test that takes a registration away leaves none missing."""
+    startup.prepare()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

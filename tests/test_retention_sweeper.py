@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from pscs import startup
 from pscs.audit.events import Actor
 from pscs.auth.models import User
 from pscs.cameras.models import Camera
@@ -34,11 +35,13 @@ from pscs.policy.decisions import epoch_ms
 from pscs.requests import service as requests
 from pscs.retention import holds
 from pscs.retention.disposal import disposal_report, report_csv
-from pscs.retention.models import DisposalRecord, Notice, RetentionSweep
+from pscs.retention.models import Notice, RetentionSweep
 from pscs.retention.sweeper import RetentionSweeper
 from pscs.runtime import Runtime
+from pscs.storage import protection
 from pscs.storage.layout import segment_relpath
-from pscs.storage.models import PendingDelete, Segment
+from pscs.storage.models import DisposalRecord, PendingDelete, Segment
+from pscs.storage.protection import REQUIRED_SOURCES, ProtectionUnavailable
 from tests.web_helpers import make_user
 
 DAY = 86_400_000
@@ -378,6 +381,69 @@ def test_S1_holds_also_stop_disk_pressure(sqlite_runtime: Runtime) -> None:
     assert record.segments == 3 and record.rule.startswith("disk pressure")  # disposals are recorded too
 
 
+# Protection sources: registered in every process that deletes, or nothing is deleted ---------------
+@pytest.mark.parametrize("missing", REQUIRED_SOURCES)
+def test_S1_a_process_missing_a_protection_source_deletes_nothing(
+    sqlite_runtime: Runtime, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    from pscs.storage.deletion import delete_segments
+    from pscs.storage.pressure import DiskUsage, relieve_disk_pressure
+
+    rt = sqlite_runtime
+    [cam] = add_cameras(rt, 1)
+    ids = add_segments(rt, cam, [T0_MS, T0_MS + DAY])
+    holds.place_hold(
+        rt,
+        user_actor(rt, "ivan", ["investigator"]),
+        camera_ids=[cam],
+        start_ms=T0_MS,
+        end_ms=T0_MS + 1,
+        reason="criminal_investigation",
+        reference="2026-000125",
+        now=T0,
+    )
+    monkeypatch.delitem(protection._sources, missing)  # as in a process that never registered it
+    now = T0 + timedelta(days=40)
+    rt.settings.min_free_bytes = 10**15  # the disk is "full"
+    with pytest.raises(ProtectionUnavailable, match=missing):
+        RetentionSweeper(rt, clock=clock(now)).run_once()
+    with pytest.raises(ProtectionUnavailable, match=missing):
+        relieve_disk_pressure(rt, usage=lambda _p: DiskUsage(10**6, 10**6, 0))
+    with pytest.raises(ProtectionUnavailable, match=missing):
+        delete_segments(rt, Actor.system("cli"), ids, reason="by hand")
+    root = rt.settings.recordings_path
+    assert set(segments(rt)) == set(ids) and all((root / seg.path).exists() for seg in segments(rt).values())
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count(DisposalRecord.id))) == 0
+        assert s.scalar(select(func.count(PendingDelete.id))) == 0
+
+    startup.prepare()  # registered: the same round deletes the unheld segment only
+    report = RetentionSweeper(rt, clock=clock(now)).run_once()
+    assert (report.deleted, report.protected) == (1, 1) and list(segments(rt)) == [ids[0]]
+
+
+def test_S1_every_process_that_deletes_registers_the_protection_sources(
+    sqlite_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pscs.cli.common import open_runtime
+    from pscs.cli.serve import BackgroundServices
+    from pscs.web.app import create_app
+
+    rt = sqlite_runtime
+    monkeypatch.setenv("PSCS_DATA_DIR", str(rt.settings.data_dir))
+    starts = {
+        "the web app": lambda: create_app(rt),
+        "the service (sweeper, recorders' disk pressure)": lambda: BackgroundServices(rt, record=False),
+        "the CLI": lambda: open_runtime().close(),
+    }
+    for process, start in starts.items():
+        monkeypatch.setattr(protection, "_sources", {})
+        with pytest.raises(ProtectionUnavailable):
+            protection.require_sources()
+        start()
+        assert set(REQUIRED_SOURCES) <= set(protection.registered_sources()), process
+
+
 # Property: nothing protected is destroyed, nothing unprotected outlives the limit ------------------
 PROTECT = st.one_of(
     st.tuples(st.just("hold"), st.integers(0, 1), st.integers(0, 19), st.integers(1, 10)),
@@ -563,6 +629,8 @@ KILLER = textwrap.dedent(
             die()
             return real_tidy(*a, **k)
         deletion._remove_empty_buckets = tidy
+    from pscs import startup
+    startup.prepare()  # as every pscs process does: no protection sources, no deletion
     rt = Runtime.open(Settings(data_dir=sys.argv[1]))
     now = datetime.fromisoformat(sys.argv[4])
     RetentionSweeper(rt, clock=lambda: now, page_size=40).run_once()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from pscs.config import Settings
-from pscs.db.models import metadata
+from pscs.schema.models import metadata
 from pscs.web.app import create_app
 from tests.conftest import ADMIN_PASSWORD
 from tests.web_helpers import client_for, make_user, sign_in

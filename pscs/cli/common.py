@@ -9,6 +9,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
+from pscs import startup
 from pscs.audit.events import Actor
 from pscs.config import get_settings
 from pscs.errors import PscsError
@@ -32,6 +33,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def open_runtime() -> Runtime:
+    startup.prepare()  # every command that can reach the deletion path opens a runtime first
     try:
         return Runtime.open(get_settings())
     except (NotInitialised, ProfileError) as exc:

@@ -68,7 +68,7 @@ def _print_admin_password(username: str, password: str, *, shown: bool) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply schema migrations to the configured database."""
-    from pscs.db.migrate import upgrade
+    from pscs.schema.migrate import upgrade
 
     upgrade(get_settings().db_url)
     console.print("database schema is up to date")
@@ -80,7 +80,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: PSCS_PORT or 8000")] = None,
 ) -> None:
     """Run the web console and API (and the background services)."""
-    from pscs.service import run_server
+    from pscs.cli.serve import run_server
 
     rt = open_runtime()
     run_server(rt, host or rt.settings.host, port or rt.settings.port)
@@ -92,8 +92,8 @@ def up(
     simulate: Annotated[bool, typer.Option(help="Start and record the simulated cameras")] = True,
 ) -> None:
     """Initialise on first run, then run everything here: simulated cameras, recorder, console."""
+    from pscs.cli.serve import register_simulated_cameras, run_server
     from pscs.install import init_installation, is_initialised
-    from pscs.service import register_simulated_cameras, run_server
     from pscs.sim.server import SimulatorServer
 
     settings = get_settings()

@@ -1,4 +1,5 @@
-"""The evidence store (S3).  Approved storage requests become evidence items here.
+"""The evidence store (S3).  Approved storage requests become evidence items here: the
+request log (:mod:`pscs.requests.service`) hands :func:`intake` what the request names.
 
 Layout under ``settings.evidence_path``::
 
@@ -36,7 +37,6 @@ from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.evidence.models import CustodyEvent, EvidenceDisposal, EvidenceFile, EvidenceItem
 from pscs.policy import decisions
-from pscs.requests.models import StorageRequest, StorageRequestCamera
 from pscs.runtime import EVIDENCE_KEY, Runtime
 from pscs.signing import load_public_key, load_signer, public_key_path, verify_signature
 from pscs.storage.models import RecordingGap, Segment
@@ -64,6 +64,11 @@ def object_relpath(sha256: str) -> str:
 
 def item_number(request_number: str) -> str:
     return f"EV-{request_number}"
+
+
+def request_number_of(item: EvidenceItem) -> str | None:
+    """The number of the storage request an item preserves (its own number says it)."""
+    return item.number.removeprefix("EV-") if item.storage_request_id is not None else None
 
 
 # Views -------------------------------------------------------------------------------------------
@@ -114,11 +119,7 @@ def _view(s: Session, item: EvidenceItem, *, full: bool = False) -> ItemView:
         )
     ).one()
     cameras = tuple(sorted(set(s.scalars(select(EvidenceFile.camera_id).where(EvidenceFile.item_id == item.id)))))
-    number = (
-        s.scalar(select(StorageRequest.number).where(StorageRequest.id == item.storage_request_id))
-        if item.storage_request_id
-        else None
-    )
+    number = request_number_of(item)
     custody: list[CustodyView] = []
     disposals: list[dict[str, Any]] = []
     if full:
@@ -323,25 +324,33 @@ def _ms_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
-def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
+@dataclass(frozen=True)
+class IntakeOrder:
+    """What an approved storage request (S2) asks the store to preserve."""
+
+    request_id: int
+    number: str
+    case_number: str
+    narrative: str
+    start_ms: int
+    end_ms: int
+    camera_ids: tuple[int, ...]
+
+
+def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
     """Copy an approved request's footage into the evidence store, sign its manifest and
-    record the intake.  Idempotent: a request already taken in returns its item."""
+    record the intake.  Idempotent: a request already taken in returns its item.  The
+    caller (the request log) has checked that the request is approved."""
     root = rt.settings.evidence_path
     recordings = rt.settings.recordings_path
+    request_id = order.request_id
+    cameras = sorted(set(order.camera_ids))
+    number, case_number, narrative = order.number, order.case_number, order.narrative
+    start_ms, end_ms = order.start_ms, order.end_ms
     with rt.db.session() as s:
         existing = s.scalar(select(EvidenceItem).where(EvidenceItem.storage_request_id == request_id))
         if existing is not None:
             return _view(s, existing)
-        req = s.get(StorageRequest, request_id)
-        if req is None:
-            raise NotFound(f"no storage request {request_id}")
-        if req.status != "approved":
-            raise PolicyDenied(
-                f"storage request {req.number} is {req.status}; only approved requests become evidence", "S2"
-            )
-        cameras = sorted(
-            s.scalars(select(StorageRequestCamera.camera_id).where(StorageRequestCamera.request_id == request_id))
-        )
         segments = list(
             s.execute(
                 select(
@@ -356,8 +365,8 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
                 .where(
                     Segment.camera_id.in_(cameras),
                     Segment.stream == "main",
-                    Segment.start_ms < req.end_ms,
-                    Segment.end_ms > req.start_ms,
+                    Segment.start_ms < end_ms,
+                    Segment.end_ms > start_ms,
                 )
                 .order_by(Segment.camera_id, Segment.start_ms)
             )
@@ -368,14 +377,12 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
                 select(RecordingGap)
                 .where(
                     RecordingGap.camera_id.in_(cameras),
-                    RecordingGap.start_ms < req.end_ms,
-                    RecordingGap.end_ms > req.start_ms,
+                    RecordingGap.start_ms < end_ms,
+                    RecordingGap.end_ms > start_ms,
                 )
                 .order_by(RecordingGap.camera_id, RecordingGap.start_ms)
             )
         ]
-        number, case_number, narrative = req.number, req.case_number, req.narrative
-        start_ms, end_ms = req.start_ms, req.end_ms
 
     files: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []

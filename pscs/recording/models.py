@@ -1,7 +1,7 @@
 """Recorder state that the web process reads: per-camera health and alerts.
 
 Importing this module also loads the camera and storage models, so that the one import
-of it in ``pscs.db.models`` brings every table of cameras, storage and recording.
+of it in ``pscs.schema.models`` brings every table of cameras, storage and recording.
 """
 
 from __future__ import annotations

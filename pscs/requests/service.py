@@ -28,6 +28,8 @@ from pscs.auth.principal import roles_of
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
+from pscs.evidence.models import EvidenceItem
+from pscs.evidence.service import IntakeOrder, intake
 from pscs.policy import decisions
 from pscs.requests.models import StorageRequest, StorageRequestCamera
 from pscs.retention.holds import end_provisional_hold, insert_hold
@@ -82,8 +84,6 @@ def iso_ms(ms: int) -> str:
 
 
 def _view(s: Session, r: StorageRequest) -> RequestView:
-    from pscs.evidence.models import EvidenceItem
-
     cameras = tuple(
         sorted(s.scalars(select(StorageRequestCamera.camera_id).where(StorageRequestCamera.request_id == r.id)))
     )
@@ -340,16 +340,24 @@ def fulfil_request(
     """Take an approved request's footage into the evidence store (S3) and mark it fulfilled.
     A failure leaves the request approved, its hold in place, and the error on the request
     (``pscs request fulfil`` retries)."""
-    from pscs.evidence.service import intake
-
     now = now or utcnow()
     with rt.db.session() as s:
         req = _by_number(s, number)
         if req.status != "approved":
             raise InvalidInput(f"storage request {number} is {req.status}, not approved")
-        request_id = req.id
+        order = IntakeOrder(
+            request_id=req.id,
+            number=req.number,
+            case_number=req.case_number,
+            narrative=req.narrative,
+            start_ms=req.start_ms,
+            end_ms=req.end_ms,
+            camera_ids=tuple(
+                s.scalars(select(StorageRequestCamera.camera_id).where(StorageRequestCamera.request_id == req.id))
+            ),
+        )
     try:
-        item = intake(rt, actor, request_id)
+        item = intake(rt, actor, order)
     except OSError as exc:
         with rt.db.write() as s:
             _by_number(s, number).intake_error = f"{type(exc).__name__}: {exc}"[:500]

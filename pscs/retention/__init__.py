@@ -1,7 +1,6 @@
-"""Retention (S1): holds, the retention sweeper, disposal records and reports.
+"""Retention (S1): holds, the retention sweeper and the disposal report.
 
-Kept import-light on purpose: :mod:`pscs.storage.protection` and
-:mod:`pscs.storage.deletion` import :mod:`pscs.retention.sources` and
-:mod:`pscs.retention.disposal`, so nothing here may import the storage package at
-module level.
+Retention builds on storage: it registers the holds as a protection source with
+:mod:`pscs.storage.protection` (:mod:`pscs.retention.protection`) and deletes through
+:mod:`pscs.storage.deletion`, which writes the disposal ledger.
 """

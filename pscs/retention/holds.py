@@ -7,10 +7,15 @@ owner re-affirms it every ``retention.hold_review_days``; a hold not re-affirmed
 with a notice to the owner and the records commander.  Placing, changing, re-affirming,
 releasing and lapsing are audited with clause S1.  Storage requests (S2) place
 *provisional* holds that end with the request (:mod:`pscs.requests.service`).
+
+Storage requests build on retention, not the other way round: the number a provisional
+hold shows for its request comes from a lookup that the requests package registers at
+start-up (:func:`name_requests_with`, called by :func:`pscs.startup.prepare`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +30,6 @@ from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
-from pscs.requests.models import StorageRequest
 from pscs.retention.models import HOLD_REASONS, REFERENCE_LABELS, Hold, HoldCamera, Notice
 from pscs.runtime import Runtime
 from pscs.storage.models import PendingDelete
@@ -72,13 +76,27 @@ def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+RequestNumber = Callable[[Session, int], str | None]  # a storage request's id -> its number
+_request_number: RequestNumber | None = None
+
+
+def name_requests_with(lookup: RequestNumber) -> None:
+    """How a provisional hold names its storage request (registered by the requests package)."""
+    global _request_number
+    _request_number = lookup
+
+
+def _storage_request_number(s: Session, storage_request_id: int | None) -> str | None:
+    if storage_request_id is None:
+        return None
+    if _request_number is None:
+        raise RuntimeError("no storage-request lookup registered: call pscs.startup.prepare() at start-up")
+    return _request_number(s, storage_request_id)
+
+
 def _view(s: Session, hold: Hold, now: datetime | None = None) -> HoldView:
     cameras = tuple(sorted(s.scalars(select(HoldCamera.camera_id).where(HoldCamera.hold_id == hold.id))))
-    number = (
-        s.scalar(select(StorageRequest.number).where(StorageRequest.id == hold.storage_request_id))
-        if hold.storage_request_id
-        else None
-    )
+    number = _storage_request_number(s, hold.storage_request_id)
     review = decisions.hold_review(hold.review_due_at, now or utcnow()) if hold.status == "active" else hold.status
     return HoldView(
         hold.id,

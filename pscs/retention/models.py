@@ -1,4 +1,5 @@
-"""Holds, notices, disposal records and sweep runs (S1).
+"""Holds, notices and sweep runs (S1).  (The disposal records are written by the deletion
+path, so their table lives with it: :class:`pscs.storage.models.DisposalRecord`.)
 
 Times of footage are UTC epoch milliseconds (like the segment index); times of people's
 actions are UTC datetimes.
@@ -93,29 +94,6 @@ class Notice(Base):
     __table_args__ = (
         Index("ix_notices_recipient", "recipient", "created_at"),
         Index("ix_notices_role", "recipient_role", "created_at"),
-    )
-
-
-class DisposalRecord(Base):
-    """Recordings destroyed: one row per camera per deletion batch, written in the same
-    transaction that removes their index rows, after the files were verified gone."""
-
-    __tablename__ = "disposal_records"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    camera_id: Mapped[int] = mapped_column(Integer)  # no FK: the record outlives the camera
-    from_ms: Mapped[int] = mapped_column(BigInteger)
-    to_ms: Mapped[int] = mapped_column(BigInteger)
-    segments: Mapped[int] = mapped_column(Integer)
-    bytes: Mapped[int] = mapped_column(BigInteger)
-    rule: Mapped[str] = mapped_column(String(100))  # e.g. "retention: 30 days (S1)"; "disk pressure"
-    clause: Mapped[str] = mapped_column(String(20))
-    requested_by: Mapped[str] = mapped_column(String(200))
-    disposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    __table_args__ = (
-        Index("ix_disposal_records_disposed_at", "disposed_at"),
-        Index("ix_disposal_records_camera", "camera_id", "from_ms"),
     )
 
 

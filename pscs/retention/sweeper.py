@@ -52,7 +52,7 @@ from pscs.storage.deletion import (
     unlinking_in_a_process,
 )
 from pscs.storage.models import PendingDelete, Segment
-from pscs.storage.protection import protected_segment_ids
+from pscs.storage.protection import protected_segment_ids, require_sources
 
 log = logging.getLogger(__name__)
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -122,6 +122,7 @@ class RetentionSweeper:
 
     # ---------------------------------------------------------------------------------------
     def run_once(self, *, dry_run: bool = False, progress: Progress | None = None) -> SweepReport:
+        require_sources()  # a process that cannot tell held footage apart sweeps nothing
         now = self.clock()
         cutoff = decisions.retention_cutoff_ms(now, self.rt.profile)
         if dry_run:

@@ -8,7 +8,7 @@ For each batch of segments:
 3. unlink each file, verify that it is gone (one listing per time-bucket folder) and
    fsync the folder;
 4. one write transaction: delete the index rows and their pending records, and write the
-   disposal record (:func:`pscs.retention.disposal.record_disposals`);
+   disposal record (:func:`pscs.storage.disposals.record_disposals`);
 5. remove folders left empty; audit one ``storage.delete`` event with the counts.
 
 Each step is one set-based statement per batch (and one protection query per camera),
@@ -45,8 +45,8 @@ from sqlalchemy import TextClause, bindparam, select, text
 
 from pscs.audit.events import Actor
 from pscs.db.base import UTCDateTime, utcnow
-from pscs.retention.disposal import record_disposals
 from pscs.runtime import Runtime
+from pscs.storage.disposals import record_disposals
 from pscs.storage.layout import QUARANTINE_DIR, parse_relpath
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import is_protected, protected_segment_ids

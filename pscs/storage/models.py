@@ -1,4 +1,5 @@
-"""The recording index: one row per segment file, explicit gaps, and deletions in flight.
+"""The recording index: one row per segment file, explicit gaps, deletions in flight, and the
+ledger of recordings destroyed (S1).
 
 Times are UTC milliseconds since the epoch (BigInteger): exact, cheap to compare and the
 same on SQLite and PostgreSQL.  See docs/design/storage.md for the invariants.
@@ -90,3 +91,26 @@ class PendingDelete(Base):
     reason: Mapped[str] = mapped_column(String(100))
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DisposalRecord(Base):
+    """Recordings destroyed: one row per camera per deletion batch, written in the same
+    transaction that removes their index rows, after the files were verified gone."""
+
+    __tablename__ = "disposal_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(Integer)  # no FK: the record outlives the camera
+    from_ms: Mapped[int] = mapped_column(BigInteger)
+    to_ms: Mapped[int] = mapped_column(BigInteger)
+    segments: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    rule: Mapped[str] = mapped_column(String(100))  # e.g. "retention: 30 days (S1)"; "disk pressure"
+    clause: Mapped[str] = mapped_column(String(20))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    disposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_disposal_records_disposed_at", "disposed_at"),
+        Index("ix_disposal_records_camera", "camera_id", "from_ms"),
+    )

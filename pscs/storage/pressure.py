@@ -13,6 +13,7 @@ from typing import NamedTuple
 from pscs.audit.events import Actor
 from pscs.runtime import Runtime
 from pscs.storage.deletion import delete_segments, oldest_segment_ids
+from pscs.storage.protection import require_sources
 
 
 class DiskUsage(NamedTuple):
@@ -58,6 +59,7 @@ def relieve_disk_pressure(
 ) -> PressureResult:
     """Delete oldest-first, ``batch`` at a time, until free space is back above the
     threshold or no unprotected segment is left."""
+    require_sources()  # fail loudly on every check, not only once space runs short
     actor = actor or Actor.system("recorder")
     root = rt.settings.recordings_path
     first = usage(root)

@@ -7,12 +7,18 @@ disk pressure both go through it, so a hold or evidence record that answers here
 never deleted by either.
 
 Protection comes from *sources*: functions that, given a session, a camera and a time
-range, return the protected ranges that overlap it.  The built-in sources are the active
-holds (investigation, prosecution, pending FOI request, litigation or preservation order,
-and the provisional holds of storage requests) and the storage requests still pending
-(``pscs.retention.sources``).  A segment is protected if any protected range overlaps it
-at all: a file is deleted whole or not at all.  :func:`protected_segment_ids` asks the
-same question for a whole batch with one query per camera and source.
+range, return the protected ranges that overlap it.  The code that knows what protects
+footage lives above storage and registers its source here by name at start-up
+(:func:`pscs.startup.prepare`): the active holds (``"holds"``, :mod:`pscs.retention.protection`:
+investigation, prosecution, pending FOI request, litigation or preservation order, and
+the provisional holds of storage requests) and the storage requests still pending
+(``"pending storage requests"``, :mod:`pscs.requests.registrations`).  Until every source
+in :data:`REQUIRED_SOURCES` is registered, every question here raises
+:class:`ProtectionUnavailable`: a process that forgot to register deletes nothing.
+
+A segment is protected if any protected range overlaps it at all: a file is deleted
+whole or not at all.  :func:`protected_segment_ids` asks the same question for a whole
+batch with one query per camera and source.
 
 Contract for whoever creates holds: create the hold in a transaction that also looks at
 ``pending_deletes`` for the range (segments listed there may already be gone), so that a
@@ -40,30 +46,37 @@ class ProtectedRange:
 ProtectionSource = Callable[[Session, int, int, int], Iterable[ProtectedRange]]
 
 
-def _holds(session: Session, camera_id: int, start_ms: int, end_ms: int) -> list[ProtectedRange]:
-    from pscs.retention.sources import hold_ranges
-
-    return [ProtectedRange(camera_id, lo, hi, why) for lo, hi, why in hold_ranges(session, camera_id, start_ms, end_ms)]
-
-
-def _pending_requests(session: Session, camera_id: int, start_ms: int, end_ms: int) -> list[ProtectedRange]:
-    from pscs.retention.sources import request_ranges
-
-    return [
-        ProtectedRange(camera_id, lo, hi, why) for lo, hi, why in request_ranges(session, camera_id, start_ms, end_ms)
-    ]
+# What S1 and S2 say protects footage; the sources answering for them register by these names.
+REQUIRED_SOURCES = ("holds", "pending storage requests")
+_sources: dict[str, ProtectionSource] = {}
 
 
-# Holds (S1: criminal investigation or prosecution; FOI requests; litigation and
-# preservation orders; storage requests' provisional holds) and pending storage requests (S2).
-_BUILTIN_SOURCES: list[ProtectionSource] = [_holds, _pending_requests]
-_extra_sources: list[ProtectionSource] = []
+class ProtectionUnavailable(RuntimeError):
+    """A required protection source is not registered in this process: nothing may be
+    deleted, since held footage could not be told apart."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            "protection sources not registered in this process: "
+            + ", ".join(missing)
+            + " (call pscs.startup.prepare() at start-up); refusing to judge or delete footage"
+        )
+        self.missing = missing
+
+
+def require_sources() -> None:
+    """Raise :class:`ProtectionUnavailable` unless every required source is registered
+    (called on every question, and up front by whoever is about to delete)."""
+    missing = [name for name in REQUIRED_SOURCES if name not in _sources]
+    if missing:
+        raise ProtectionUnavailable(missing)
 
 
 def protected_ranges(session: Session, camera_id: int, start_ms: int, end_ms: int) -> list[ProtectedRange]:
     """Every protected range that overlaps ``[start_ms, end_ms)`` of ``camera_id``."""
+    require_sources()
     found: list[ProtectedRange] = []
-    for source in (*_BUILTIN_SOURCES, *_extra_sources):
+    for source in list(_sources.values()):
         found.extend(
             r
             for r in source(session, camera_id, start_ms, end_ms)
@@ -111,15 +124,25 @@ def _merge(ranges: list[ProtectedRange]) -> list[tuple[int, int]]:
     return merged
 
 
-def register_protection_source(source: ProtectionSource) -> Callable[[], None]:
-    """Add a source at run time (for a plug-in, or a test); returns its removal."""
-    _extra_sources.append(source)
-    return lambda: _extra_sources.remove(source)
+def register_source(name: str, source: ProtectionSource) -> Callable[[], None]:
+    """Register (or replace) the source called ``name``; returns its removal."""
+    _sources[name] = source
+
+    def remove() -> None:
+        if _sources.get(name) is source:
+            del _sources[name]
+
+    return remove
+
+
+def registered_sources() -> tuple[str, ...]:
+    return tuple(_sources)
 
 
 @contextmanager
-def protection_source(source: ProtectionSource) -> Iterator[None]:
-    remove = register_protection_source(source)
+def protection_source(source: ProtectionSource, name: str | None = None) -> Iterator[None]:
+    """A source for the length of a block (a plug-in's test, or a test's extra hold)."""
+    remove = register_source(name or f"{source.__qualname__} at {id(source):#x}", source)
     try:
         yield
     finally:

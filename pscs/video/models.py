@@ -1,5 +1,5 @@
 """Privacy zones (U4) and mask lifts.  Importing this module also registers the purpose
-models, so the one import in ``pscs.db.models`` brings every table of the console."""
+models, so the one import in ``pscs.schema.models`` brings every table of the console."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pscs import __version__
+from pscs import __version__, startup
 from pscs.errors import PscsError
 from pscs.runtime import Runtime
 from pscs.web import pages
@@ -37,6 +37,7 @@ SECURITY_HEADERS = {
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    startup.prepare()  # protection sources, before any request can ask
     app = FastAPI(
         title="pscs — Public Safety Camera System",
         version=__version__,

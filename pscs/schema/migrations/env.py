@@ -1,9 +1,9 @@
-"""Alembic environment: the URL comes from the caller (pscs.db.migrate), not a file."""
+"""Alembic environment: the URL comes from the caller (pscs.schema.migrate), not a file."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from pscs.db.models import metadata
+from pscs.schema.models import metadata
 
 config = context.config
 url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")

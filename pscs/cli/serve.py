@@ -1,5 +1,8 @@
-"""The long-running service: the web app plus background work (checkpoints, and the
-recorder and retention services as they are added), started and stopped together."""
+"""``pscs serve`` and ``pscs up``: the long-running service, the web app plus background work
+(audit checkpoints, the recorders, the retention sweeper), started and stopped together.
+
+It composes the edges and the domains into one process, so it lives with the CLI that
+starts it: nothing below the edges may import the web app."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from pscs import startup
 from pscs.errors import Conflict
 from pscs.runtime import Runtime
 
@@ -55,6 +59,7 @@ class BackgroundServices:
         from pscs.recording.supervisor import RecorderSupervisor
         from pscs.retention.sweeper import RetentionSweeper
 
+        startup.prepare()  # the sweeper and disk pressure delete: protection sources first
         self.runtime = runtime
         config = RecorderConfig(
             segment_seconds=runtime.settings.segment_seconds, workers=runtime.settings.recorder_workers
