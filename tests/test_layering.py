@@ -26,6 +26,8 @@ The rules (each one test below):
 * the simulator ``pscs.sim`` imports nothing of pscs but itself and ``pscs.media``;
 * the foundations ``pscs.errors``, ``pscs.config``, ``pscs.signing`` and ``pscs.secretbox``
   import nothing of pscs;
+* pictures leave only through the egress service: nothing outside ``pscs.video`` imports
+  what makes pictures for a viewer (``pscs.video.playback``, ``pscs.video.masking``);
 * the package graph has no cycle.
 """
 
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pscs"
 EDGES = ("pscs.web", "pscs.cli")
 FOUNDATIONS = ("pscs.errors", "pscs.config", "pscs.signing", "pscs.secretbox")
+# What makes pictures for a viewer; outside pscs.video only pscs.video.egress is used.
+PICTURE_MAKERS = ("pscs.video.playback", "pscs.video.masking")
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,9 @@ RULES = {
     ],
     "the simulator imports only media": lambda: _may_import_only("pscs.sim", ("pscs.sim", "pscs.media")),
     "the foundations import nothing of pscs": lambda: [i for f in FOUNDATIONS for i in _may_import_only(f, (f,))],
+    "pictures leave only through the egress service": lambda: [
+        i for i in GRAPH if not within(i.module, "pscs.video") and i.target in PICTURE_MAKERS
+    ],
 }
 
 
