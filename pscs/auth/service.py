@@ -242,7 +242,7 @@ def _record_failure(rt: Runtime, s, user: User, now: datetime) -> bool:  # noqa:
 
 def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) -> NewSession:
     """First factor.  The same message for every failure, so accounts cannot be probed."""
-    now = utcnow()
+    now = rt.clock.now()
     outcome_details: dict[str, object] = {"username": username}
     with rt.db.write() as s:
         user = s.scalar(select(User).where(User.username == username))
@@ -348,7 +348,7 @@ def _check_totp(secret: str, code: str, last_step: int, now: datetime) -> int | 
 
 def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str) -> None:
     """Second factor: enrols on first use (the secret from ``begin_enrolment``)."""
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.write() as s:
         ws = s.get(WebSession, session_id)
         if ws is None or ws.ended_at is not None or ws.stage != Stage.PASSWORD:
@@ -422,7 +422,7 @@ def resume_session(rt: Runtime, token: str, *, touch: bool = True) -> SessionVie
     Reads first and writes only when something changes, so that an ordinary request
     costs no write transaction.
     """
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.session() as s:
         ws = s.scalar(select(WebSession).where(WebSession.token_hash == _token_hash(token)))
         if ws is None or ws.ended_at is not None:
@@ -472,7 +472,7 @@ def end_session(rt: Runtime, actor: Actor, session_id: int, reason: str = "logou
         ws = s.get(WebSession, session_id)
         if ws is None or ws.ended_at is not None:
             return
-        ws.ended_at = utcnow()
+        ws.ended_at = rt.clock.now()
         ws.end_reason = reason
     rt.audit.record("auth.logout", actor, object_type="session", object_id=session_id, details={"reason": reason})
 
@@ -497,7 +497,7 @@ def acknowledgement_status(rt: Runtime, user_id: int) -> decisions.Decision:
         last.acknowledged_at if last else None,
         last.profile_digest if last else None,
         profile_digest(rt.profile),
-        utcnow(),
+        rt.clock.now(),
         rt.profile,
     )
 

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
 from pscs.cameras.sources import RecordingSource, netloc_host, redact_url, with_credentials
-from pscs.db.base import utcnow
 from pscs.db.engine import Database
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.runtime import Runtime
@@ -271,7 +270,7 @@ def add_camera(
         raise InvalidCamera("an ONVIF password was given without an ONVIF username")
     _require_attestation(rt, actor, public_area_attested, "camera.create", name)
 
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.write() as s:
         if _name_taken(s, name):
             raise DuplicateCameraName(f"a camera named {name!r} already exists")
@@ -428,8 +427,8 @@ def _apply_update(
         for field, value in new.items():
             setattr(row, field, value)
         if moved:
-            row.public_area_attested, row.attested_by, row.attested_at = True, actor.username, utcnow()
-        row.updated_at = utcnow()
+            row.public_area_attested, row.attested_by, row.attested_at = True, actor.username, rt.clock.now()
+        row.updated_at = rt.clock.now()
         s.flush()
         return before, _view(row), secrets_changed, moved
 
@@ -458,7 +457,7 @@ def set_camera_enabled(
                 raise PublicAreaAttestationRequired("P0: this camera has no public-area attestation; update it first")
             was = row.enabled
             row.enabled = enabled
-            row.updated_at = utcnow()
+            row.updated_at = rt.clock.now()
             s.flush()
             view = _view(row)
     except PublicAreaAttestationRequired:

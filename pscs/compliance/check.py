@@ -24,7 +24,6 @@ from sqlalchemy import func, select
 from pscs.audit.events import Actor, Outcome
 from pscs.audit.log import verify_database
 from pscs.cameras.models import Camera
-from pscs.db.base import utcnow
 from pscs.evidence.models import EvidenceItem
 from pscs.evidence.service import verify_all
 from pscs.policy import decisions
@@ -169,7 +168,7 @@ def check_audit(rt: Runtime, report: ComplianceReport) -> None:
 
 def run_compliance_check(rt: Runtime, actor: Actor | None = None, *, now: datetime | None = None) -> ComplianceReport:
     actor = actor or Actor.system("compliance")
-    now = now or utcnow()
+    now = now or rt.clock.now()
     report = ComplianceReport(checked_at=now)
     check_overdue_recordings(rt, now, report)
     check_holds(rt, now, report)

@@ -169,7 +169,7 @@ def open_session(
     incident_number = _clean(incident_number, "incident number", 100)
     note = _clean(note, "note", 500)
     purpose = rt.profile.purpose(purpose_id)
-    now = utcnow()
+    now = rt.clock.now()
     designation: LocationDesignation | None = None
     if purpose is not None and purpose.requires_designated_location:
         if designation_id is None:
@@ -268,7 +268,7 @@ def _end_open(rt: Runtime, caller: Principal, reason: str, now: datetime) -> lis
 
 def current_session(rt: Runtime, web_session_id: int, now: datetime | None = None) -> PurposeView | None:
     """The open, unexpired purpose session of a sign-in session, if any."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     with rt.db.session() as s:
         row = s.scalar(
             select(PurposeSession)
@@ -297,7 +297,7 @@ def get_session(rt: Runtime, purpose_session_id: int) -> PurposeView:
 
 def end_session(rt: Runtime, caller: Principal, reason: str = "ended by the user") -> int | None:
     """End the caller's open purpose session early; returns its id (None if none was open)."""
-    ended = _end_open(rt, caller, reason, utcnow())
+    ended = _end_open(rt, caller, reason, rt.clock.now())
     return ended[0] if ended else None
 
 
@@ -330,7 +330,7 @@ def designate_location(
         raise InvalidInput("choose at least one camera that sees the location")
     if valid_until.tzinfo is None:
         raise InvalidInput("valid_until needs a time zone (UTC)")
-    now = utcnow()
+    now = rt.clock.now()
     if valid_until <= now:
         raise InvalidInput("valid_until must be in the future")
     with rt.db.write() as s:
@@ -376,7 +376,7 @@ def revoke_designation(rt: Runtime, caller: Principal, designation_id: int, reas
         if row is None:
             raise NotFound(f"no designation {designation_id}")
         if row.revoked_at is None:
-            row.revoked_at, row.revoked_by, row.revoke_reason = utcnow(), caller.username, reason
+            row.revoked_at, row.revoked_by, row.revoke_reason = rt.clock.now(), caller.username, reason
         s.flush()
         view = _designation_view(row)
     rt.audit.record(
@@ -391,7 +391,7 @@ def revoke_designation(rt: Runtime, caller: Principal, designation_id: int, reas
 
 
 def list_designations(rt: Runtime, *, active_only: bool = False) -> list[DesignationView]:
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.session() as s:
         names = {cid: name for cid, name in s.execute(select(Camera.id, Camera.name))}
         rows = s.scalars(select(LocationDesignation).order_by(LocationDesignation.id.desc())).all()

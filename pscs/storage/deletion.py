@@ -44,7 +44,7 @@ from typing import NamedTuple
 from sqlalchemy import TextClause, bindparam, select, text
 
 from pscs.audit.events import Actor
-from pscs.db.base import UTCDateTime, utcnow
+from pscs.db.base import UTCDateTime
 from pscs.runtime import Runtime
 from pscs.storage.disposals import record_disposals
 from pscs.storage.layout import QUARANTINE_DIR, parse_relpath
@@ -276,7 +276,7 @@ def _claim(rt: Runtime, actor: Actor, ids: list[int], reason: str, result: Delet
                     "requested_by, created_at) SELECT id, camera_id, start_ms, end_ms, path, sha256, :reason, :by, "
                     ":now FROM segments WHERE {ids:id}",
                 ).bindparams(bindparam("now", type_=UTCDateTime())),
-                {"ids": _ids(rt, (c.segment_id for c in claimed)), "reason": reason, "by": by, "now": utcnow()},
+                {"ids": _ids(rt, (c.segment_id for c in claimed)), "reason": reason, "by": by, "now": rt.clock.now()},
             )
     return claimed
 

@@ -28,7 +28,6 @@ from sqlalchemy import select
 
 from pscs.audit.events import Actor
 from pscs.cameras.models import Camera
-from pscs.db.base import utcnow
 from pscs.media.mp4 import complete_fragments_length, summarize
 from pscs.runtime import Runtime
 from pscs.storage.deletion import finish_pending_deletes
@@ -186,7 +185,7 @@ def _index_file(rt: Runtime, path: Path, parsed: SegmentPath) -> bool:
                 bytes=path.stat().st_size,
                 path=parsed.relpath,
                 sha256=file_sha256(path),
-                created_at=utcnow(),
+                created_at=rt.clock.now(),
             )
         )
         note_segment(s, parsed.camera_id, parsed.stream, parsed.start_ms, parsed.start_ms + summary.duration_ms)
@@ -205,7 +204,7 @@ def _forget_missing(rt: Runtime, rows: list) -> None:  # noqa: ANN001 - result r
                     start_ms=row.start_ms,
                     end_ms=row.end_ms,
                     reason="segment file missing at reconcile",
-                    created_at=utcnow(),
+                    created_at=rt.clock.now(),
                 )
             )
             s.query(Segment).filter(Segment.id == row.id).delete()

@@ -32,7 +32,6 @@ from pscs.audit.events import Outcome
 from pscs.auth.models import User, WebSession
 from pscs.auth.principal import Principal
 from pscs.cameras.models import Camera
-from pscs.db.base import utcnow
 from pscs.errors import NotFound
 from pscs.policy import decisions
 from pscs.policy.decisions import Decision
@@ -118,7 +117,7 @@ def _standing(rt: Runtime, principal: Principal, purpose_session_id: int, camera
             sign_in = decisions.SignInState(ended, ws.created_at, ws.last_seen_at, user.disabled)
         roles = user.role_names if user is not None else frozenset()
     purpose = purposes.get_session(rt, purpose_session_id)
-    return decisions.may_keep_watching(sign_in, roles, purpose.state, camera_id, utcnow(), rt.profile)
+    return decisions.may_keep_watching(sign_in, roles, purpose.state, camera_id, rt.clock.now(), rt.profile)
 
 
 class Grant:
@@ -256,7 +255,7 @@ def open_view(
     with rt.db.session() as s:
         if s.get(Camera, camera_id) is None:
             raise NotFound(f"no camera {camera_id}")
-    now = utcnow()
+    now = rt.clock.now()
     session = (
         purposes.current_session(rt, principal.web_session_id, now) if principal.web_session_id is not None else None
     )
@@ -300,7 +299,7 @@ def snapshot(rt: Runtime, principal: Principal, camera_id: int, at_ms: int | Non
     try:
         if at_ms is None:
             png = hub.snapshot_png(camera_id, grant.mask)
-            shown_ms = int(time.time() * 1000)
+            shown_ms = rt.clock.ms()
         else:
             png, shown_ms = snapshot_at_png(rt, camera_id, at_ms, grant.mask)
     except TimeoutError as exc:

@@ -140,7 +140,7 @@ def propose_zones(
             status="proposed",
             proposed_by_id=caller.user_id,
             proposed_by=caller.username,
-            proposed_at=utcnow(),
+            proposed_at=rt.clock.now(),
         )
         s.add(row)
         s.flush()
@@ -183,7 +183,7 @@ def decide_zones(
         )
     if status != "proposed":
         raise Conflict(f"version {version_id} is {status}, not awaiting a decision")
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.write() as s:
         row = s.get(PrivacyZoneVersion, version_id)
         assert row is not None
@@ -360,7 +360,7 @@ def request_lift(
             status="requested",
             requested_by_id=caller.user_id,
             requested_by=caller.username,
-            requested_at=utcnow(),
+            requested_at=rt.clock.now(),
         )
         s.add(row)
         s.flush()
@@ -388,7 +388,7 @@ def decide_lift(rt: Runtime, caller: Principal, lift_id: int, *, approve: bool) 
             object_id=lift_id,
             details={"camera_id": camera_id, "requested_by": requester},
         )
-    now = utcnow()
+    now = rt.clock.now()
     with rt.db.write() as s:
         row = s.get(MaskLift, lift_id)
         assert row is not None
@@ -438,7 +438,7 @@ def end_lift(rt: Runtime, caller: Principal, lift_id: int) -> LiftView:
         assert row is not None
         if row.status in ("requested", "approved") and row.ended_at is None:
             row.status = "ended" if row.status == "approved" else "withdrawn"
-            row.ended_at, row.ended_by = utcnow(), caller.username
+            row.ended_at, row.ended_by = rt.clock.now(), caller.username
         s.flush()
         view = _lift_view(row)
     rt.audit.record(
@@ -454,7 +454,7 @@ def end_lift(rt: Runtime, caller: Principal, lift_id: int) -> LiftView:
 
 def active_lift(rt: Runtime, camera_id: int, user_id: int, now: datetime | None = None) -> LiftView | None:
     """The caller's own approved, unexpired lift for this camera (lifts are personal)."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     with rt.db.session() as s:
         row = s.scalar(
             select(MaskLift)

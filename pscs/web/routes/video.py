@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -103,7 +102,7 @@ def playback_timeline(
 ) -> dict[str, Any]:
     """Recorded ranges, gaps and holds (times are UTC epoch milliseconds); default: the last
     24 hours.  Inside a purpose session only (holds name case numbers)."""
-    end = end_ms if end_ms is not None else int(time.time() * 1000)
+    end = end_ms if end_ms is not None else runtime_of(request).clock.ms()
     start = start_ms if start_ms is not None else end - 24 * 3600 * 1000
     return egress.timeline(runtime_of(request), principal_of(request), camera_id, start, max(start + 1, end))
 
