@@ -34,16 +34,25 @@ from pscs.audit.events import Actor, Outcome
 from pscs.auth.principal import roles_of
 from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
-from pscs.evidence.models import CustodyEvent, EvidenceDisposal, EvidenceFile, EvidenceItem
+from pscs.evidence.models import (
+    CustodyAction,
+    CustodyEvent,
+    DisposalStatus,
+    EvidenceDisposal,
+    EvidenceFile,
+    EvidenceItem,
+    EvidenceStatus,
+)
 from pscs.policy import decisions
-from pscs.requests.models import StorageRequest, StorageRequestCamera
+from pscs.requests.models import RequestStatus, StorageRequest, StorageRequestCamera
 from pscs.runtime import EVIDENCE_KEY, Runtime
 from pscs.signing import load_public_key, load_signer, public_key_path, verify_signature
+from pscs.storage.layout import Stream
 from pscs.storage.models import RecordingGap, Segment
 
 log = logging.getLogger(__name__)
 READ_ONLY = 0o444
-CUSTODY_ACTIONS = ("intake", "view", "export", "transfer", "verify", "disposal")
+CUSTODY_ACTIONS = tuple(CustodyAction)
 
 
 def canonical(obj: Any) -> bytes:
@@ -199,7 +208,7 @@ def record_custody(
     rt: Runtime,
     actor: Actor,
     item_id: int,
-    action: str,
+    action: CustodyAction | str,
     details: dict[str, Any] | None = None,
     *,
     outcome: Outcome = Outcome.ALLOWED,
@@ -233,16 +242,22 @@ def record_custody(
 
 
 def open_evidence_file(
-    rt: Runtime, actor: Actor, item_id: int, sha256: str, *, action: str = "view", purpose: str = ""
+    rt: Runtime,
+    actor: Actor,
+    item_id: int,
+    sha256: str,
+    *,
+    action: CustodyAction | str = CustodyAction.VIEW,
+    purpose: str = "",
 ) -> Path:
     """The path of one evidence file for a viewer or an exporter, after recording the access
     in the chain of custody.  (Whoever shows or exports the pixels applies the privacy masks,
     U4; this module never serves video itself.)"""
-    if action not in ("view", "export"):
+    if action not in (CustodyAction.VIEW, CustodyAction.EXPORT):
         raise ValueError("action is 'view' or 'export'")
     with rt.db.session() as s:
         item = _load(s, item_id)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             raise Conflict(f"evidence item {item.number} was disposed of")
         row = s.scalar(select(EvidenceFile).where(EvidenceFile.item_id == item_id, EvidenceFile.sha256 == sha256))
         if row is None:
@@ -258,13 +273,13 @@ def transfer(rt: Runtime, actor: Actor, item_id: int, *, to: str, method: str, n
         raise InvalidInput("a transfer names who received the evidence and how it was handed over")
     with rt.db.session() as s:
         item = _load(s, item_id)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             raise Conflict(f"evidence item {item.number} was disposed of")
     return record_custody(
         rt,
         actor,
         item_id,
-        "transfer",
+        CustodyAction.TRANSFER,
         {"to": to.strip()[:200], "method": method.strip()[:200], "note": note.strip()[:1000]},
     )
 
@@ -335,7 +350,7 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
         req = s.get(StorageRequest, request_id)
         if req is None:
             raise NotFound(f"no storage request {request_id}")
-        if req.status != "approved":
+        if req.status != RequestStatus.APPROVED:
             raise PolicyDenied(
                 f"storage request {req.number} is {req.status}; only approved requests become evidence", "S2"
             )
@@ -355,7 +370,7 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
                 )
                 .where(
                     Segment.camera_id.in_(cameras),
-                    Segment.stream == "main",
+                    Segment.stream == Stream.MAIN,
                     Segment.start_ms < req.end_ms,
                     Segment.end_ms > req.start_ms,
                 )
@@ -450,7 +465,7 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
             description=narrative,
             start_ms=start_ms,
             end_ms=end_ms,
-            status="preserved",
+            status=EvidenceStatus.PRESERVED,
             created_by=actor.username,
             created_at=created_at,
             manifest_json=body.decode(),
@@ -466,7 +481,7 @@ def intake(rt: Runtime, actor: Actor, request_id: int) -> ItemView:
         rt,
         actor,
         item_id,
-        "intake",
+        CustodyAction.INTAKE,
         {
             "storage_request": number,
             "files": len(files),
@@ -500,7 +515,7 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
         item = _load(s, item_id)
         files = list(s.scalars(select(EvidenceFile).where(EvidenceFile.item_id == item_id)))
         report = VerifyReport(item.id, item.number)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             return report
         body = item.manifest_json.encode()
         if hashlib.sha256(body).hexdigest() != item.manifest_sha256:
@@ -535,7 +550,7 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
             rt,
             actor,
             item_id,
-            "verify",
+            CustodyAction.VERIFY,
             {"ok": report.ok, "files": report.files_checked, "problems": report.problems[:20]},
             outcome=Outcome.ALLOWED if report.ok else Outcome.ERROR,
         )
@@ -545,7 +560,9 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
 def verify_all(rt: Runtime, actor: Actor | None) -> list[VerifyReport]:
     with rt.db.session() as s:
         ids = list(
-            s.scalars(select(EvidenceItem.id).where(EvidenceItem.status == "preserved").order_by(EvidenceItem.id))
+            s.scalars(
+                select(EvidenceItem.id).where(EvidenceItem.status == EvidenceStatus.PRESERVED).order_by(EvidenceItem.id)
+            )
         )
     return [verify_item(rt, actor, i) for i in ids]
 
@@ -574,7 +591,7 @@ def propose_disposal(
         status = item.status
         open_proposal = s.scalar(
             select(EvidenceDisposal.id).where(
-                EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == "proposed"
+                EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == DisposalStatus.PROPOSED
             )
         )
     decision = decisions.may_propose_evidence_disposal(
@@ -590,7 +607,7 @@ def propose_disposal(
             case_reference=case_reference.strip(),
             case_closed_on=case_closed_on,
             authority=authority.strip(),
-            status="proposed",
+            status=DisposalStatus.PROPOSED,
             proposed_by=actor.username,
             proposed_by_id=actor.user_id,
             proposed_at=utcnow(),
@@ -609,13 +626,13 @@ def withdraw_disposal(rt: Runtime, actor: Actor, disposal_id: int, reason: str) 
         d = s.get(EvidenceDisposal, disposal_id)
         if d is None:
             raise NotFound(f"no disposal authorisation {disposal_id}")
-        if d.status != "proposed":
+        if d.status != DisposalStatus.PROPOSED:
             raise Conflict(f"disposal authorisation {disposal_id} is {d.status}")
         roles = _roles(rt, actor)
         decision = decisions.may_withdraw_evidence_disposal(actor.username, roles, d.proposed_by, rt.profile)
         if not decision.allowed:
             raise PolicyDenied(decision.reason, decision.clause)
-        d.status = "withdrawn"
+        d.status = DisposalStatus.WITHDRAWN
         result = _disposal_dict(d)
     rt.audit.record(
         "evidence.disposal.withdraw",
@@ -639,7 +656,7 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
     decision = decisions.may_approve_evidence_disposal(actor.username, _roles(rt, actor), proposer, rt.profile)
     if not decision.allowed:
         _deny(rt, actor, "evidence.disposal.approve", item_id, decision)
-    if status != "proposed":
+    if status != DisposalStatus.PROPOSED:
         raise Conflict(f"disposal authorisation {disposal_id} is {status}")
     root = rt.settings.evidence_path
     with rt.db.write() as s:
@@ -653,7 +670,7 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
                 .where(
                     EvidenceFile.sha256.in_([f.sha256 for f in files]),
                     EvidenceItem.id != item_id,
-                    EvidenceItem.status == "preserved",
+                    EvidenceItem.status == EvidenceStatus.PRESERVED,
                 )
             )
         )
@@ -669,19 +686,19 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
                 removed += 1
         now = utcnow()
         d.status, d.approved_by, d.approved_by_id, d.approved_at, d.files_removed = (
-            "executed",
+            DisposalStatus.EXECUTED,
             actor.username,
             actor.user_id,
             now,
             removed,
         )
-        item.status, item.disposed_at = "disposed", now
+        item.status, item.disposed_at = EvidenceStatus.DISPOSED, now
         result = _disposal_dict(d)
     record_custody(
         rt,
         actor,
         item_id,
-        "disposal",
+        CustodyAction.DISPOSAL,
         {
             "authorisation": disposal_id,
             "proposed_by": proposer,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pscs.requests.models import PENDING_STATES, StorageRequest, StorageRequestCamera
-from pscs.retention.models import Hold, HoldCamera
+from pscs.retention.models import Hold, HoldCamera, HoldStatus
 
 Range = tuple[int, int, str]
 
@@ -29,7 +29,7 @@ def hold_ranges(session: Session, camera_id: int, start_ms: int, end_ms: int) ->
         .join(HoldCamera, HoldCamera.hold_id == Hold.id)
         .where(
             HoldCamera.camera_id == camera_id,
-            Hold.status == "active",
+            Hold.status == HoldStatus.ACTIVE,
             Hold.start_ms < end_ms,
             Hold.end_ms > start_ms,
         )
