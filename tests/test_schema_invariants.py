@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import CheckConstraint, Engine, create_engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pscs.auth.models import User
 from pscs.db.base import utcnow
-from pscs.db.migrate import current_revision, upgrade
+from pscs.db.migrate import alembic_config, current_revision, upgrade
 from pscs.db.models import metadata
+from pscs.retention.models import Hold, HoldStatus
 from pscs.runtime import Runtime
 
 T0 = 1_764_000_000_000  # an instant in 2025, UTC ms
@@ -344,10 +346,7 @@ def test_the_database_has_every_constraint_of_the_models(runtime: Runtime) -> No
     assert found == _constraint_names()
 
 
-def test_services_write_states_the_database_accepts(runtime: Runtime) -> None:
-    """An update through the ORM with an enum member stores its value (not its name)."""
-    from pscs.retention.models import Hold, HoldStatus
-
+def test_an_enum_member_is_stored_as_its_value(runtime: Runtime) -> None:
     with runtime.db.write() as s:
         hold = Hold(
             reason="litigation", reference="L-1", start_ms=T0, end_ms=T0 + 1, owner_username="a", created_by="a"
@@ -464,3 +463,21 @@ def test_upgrade_from_0004_refuses_rows_that_break_a_constraint_and_changes_noth
         assert not any(inspect(engine).get_check_constraints(table) for table in metadata.tables)
     finally:
         engine.dispose()
+
+
+def test_downgrade_to_0004_removes_the_constraints_and_keeps_the_data(url: str) -> None:
+    upgrade(url, "0004")
+    _execute(url, VALID_0004_ROWS)
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0004")
+    assert current_revision(url) == "0004"
+    assert _counts(url) == COUNTS
+    engine = create_engine(url)
+    try:
+        assert not any(inspect(engine).get_check_constraints(table) for table in metadata.tables)
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_events"))
+    finally:
+        engine.dispose()
+    upgrade(url)
+    assert current_revision(url) == "0005"
