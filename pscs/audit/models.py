@@ -7,7 +7,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base
+from pscs.audit.events import Outcome
+from pscs.db.base import Base, one_of
 
 
 class AuditEventRow(Base):
@@ -33,6 +34,7 @@ class AuditEventRow(Base):
         Index("ix_audit_events_ts_us", "ts_us"),
         Index("ix_audit_events_actor_ts", "actor", "ts_us"),
         Index("ix_audit_events_action_ts", "action", "ts_us"),
+        one_of("outcome", Outcome),
     )
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, both_or_neither, one_of, utcnow
+
+
+class Stage(StrEnum):
+    """What the holder of a web session has proved so far."""
+
+    PASSWORD = "password"  # noqa: S105 - a stage name: password accepted, second factor outstanding
+    FULL = "full"  # both factors
 
 
 class User(Base):
@@ -52,8 +60,7 @@ class WebSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    # password -> mfa -> full: what the holder has proved so far.
-    stage: Mapped[str] = mapped_column(String(10))
+    stage: Mapped[str] = mapped_column(String(10))  # a Stage: password, then full
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -61,6 +68,8 @@ class WebSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     source_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
+
+    __table_args__ = (one_of("stage", Stage), both_or_neither("ended_at", "end_reason", name="ended_with_reason"))
 
 
 class PolicyAcknowledgement(Base):

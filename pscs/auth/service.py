@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
 from pscs.audit.events import Actor, Outcome
-from pscs.auth.models import PolicyAcknowledgement, User, UserRole, WebSession
+from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
 from pscs.db.base import utcnow
 from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
@@ -28,11 +28,6 @@ _hasher = PasswordHasher()  # argon2id, RFC 9106 parameters
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 12
 TOTP_ISSUER = "pscs"
-
-
-class Stage:
-    PASSWORD = "password"  # noqa: S105 - a stage name: password accepted, second factor outstanding
-    FULL = "full"  # both factors
 
 
 def generate_password() -> str:
@@ -296,7 +291,7 @@ def _audit_locked(rt: Runtime, actor: Actor, user_id: int | None) -> None:
     )
 
 
-def _open_session(s, user: User, stage: str, actor: Actor) -> NewSession:  # noqa: ANN001
+def _open_session(s, user: User, stage: Stage, actor: Actor) -> NewSession:  # noqa: ANN001
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     row = WebSession(

@@ -4,11 +4,17 @@ that it watches only a public area."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, one_of, utcnow
+
+
+class CameraKind(StrEnum):
+    FIXED = "fixed"
+    PTZ = "ptz"  # pan, tilt, zoom: ONVIF-controlled
 
 
 class Camera(Base):
@@ -16,7 +22,7 @@ class Camera(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    kind: Mapped[str] = mapped_column(String(10))  # "fixed" | "ptz"
+    kind: Mapped[str] = mapped_column(String(10))  # a CameraKind
 
     # Where it is (P0: shown on the public transparency page).
     street_address: Mapped[str] = mapped_column(String(300))
@@ -43,3 +49,5 @@ class Camera(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (one_of("kind", CameraKind),)

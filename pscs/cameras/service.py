@@ -19,14 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
-from pscs.cameras.models import Camera
+from pscs.cameras.models import Camera, CameraKind
 from pscs.cameras.sources import RecordingSource, netloc_host, redact_url, with_credentials
 from pscs.db.engine import Database
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.runtime import Runtime
 from pscs.secretbox import SecretBox
 
-CAMERA_KINDS = ("fixed", "ptz")
+CAMERA_KINDS = tuple(CameraKind)
 STREAM_SCHEMES = ("rtsp", "rtsps")
 ONVIF_SCHEMES = ("http", "https")
 MAX_NAME = 100
@@ -249,7 +249,7 @@ def add_camera(
     longitude: float,
     main_url: str,
     sub_url: str | None = None,
-    kind: str = "fixed",
+    kind: str = CameraKind.FIXED,
     onvif_url: str | None = None,
     onvif_username: str | None = None,
     onvif_password: str | None = None,

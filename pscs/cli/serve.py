@@ -123,6 +123,7 @@ def register_simulated_cameras(runtime: Runtime, sim: SimulatorServer) -> list[s
     """Register the simulator's cameras (first run only); returns the names added."""
     from pscs.audit.events import Actor
     from pscs.cameras import service as cameras
+    from pscs.cameras.models import CameraKind
 
     known = {c.name: c for c in cameras.list_cameras(runtime)}
     actor = Actor.system("pscs-up")
@@ -143,7 +144,7 @@ def register_simulated_cameras(runtime: Runtime, sim: SimulatorServer) -> list[s
             longitude=lon,
             main_url=main,
             sub_url=sub,
-            kind="ptz" if spec.scene == "ptz" else "fixed",
+            kind=CameraKind.PTZ if spec.scene == "ptz" else CameraKind.FIXED,
             public_area_attested=True,
         )
         added.append(spec.name)

@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 from pscs.audit.events import Actor, Outcome
 from pscs.audit.log import verify_database
 from pscs.cameras.models import Camera
-from pscs.evidence.models import EvidenceItem
+from pscs.evidence.models import EvidenceItem, EvidenceStatus
 from pscs.evidence.service import verify_all
 from pscs.policy import decisions
-from pscs.requests.models import PENDING_STATES, StorageRequest
-from pscs.retention.models import Hold, HoldCamera
+from pscs.requests.models import PENDING_STATES, RequestStatus, StorageRequest
+from pscs.retention.models import Hold, HoldCamera, HoldStatus
 from pscs.runtime import Runtime
 from pscs.storage.models import PendingDelete, Segment
 from pscs.storage.protection import protected_segment_ids
@@ -97,7 +97,7 @@ def check_overdue_recordings(rt: Runtime, now: datetime, report: ComplianceRepor
 
 def check_holds(rt: Runtime, now: datetime, report: ComplianceReport) -> None:
     with rt.db.session() as s:
-        holds = list(s.scalars(select(Hold).where(Hold.status == "active")))
+        holds = list(s.scalars(select(Hold).where(Hold.status == HoldStatus.ACTIVE)))
         requests = {r.id: r for r in s.scalars(select(StorageRequest))}
         cams = dict(s.execute(select(HoldCamera.hold_id, func.count()).group_by(HoldCamera.hold_id)).all())
     report.stats["active_holds"] = len(holds)
@@ -126,12 +126,12 @@ def check_evidence(rt: Runtime, actor: Actor, report: ComplianceReport) -> None:
     with rt.db.session() as s:
         items = list(s.scalars(select(EvidenceItem)))
         requests = {r.id: r for r in s.scalars(select(StorageRequest))}
-    report.stats["evidence_items"] = sum(1 for i in items if i.status == "preserved")
+    report.stats["evidence_items"] = sum(1 for i in items if i.status == EvidenceStatus.PRESERVED)
     for item in items:
         req = requests.get(item.storage_request_id) if item.storage_request_id else None
         if req is None:
             report.violations.append(Finding("S2", f"evidence item {item.number} has no storage request"))
-        elif req.status not in ("approved", "fulfilled"):
+        elif req.status not in (RequestStatus.APPROVED, RequestStatus.FULFILLED):
             report.violations.append(
                 Finding(
                     "S2", f"evidence item {item.number}: its storage request {req.number} is {req.status}, not approved"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import CheckConstraint, DateTime, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -45,3 +46,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """``CHECK (column IN (...))``: the database refuses a state outside ``values`` (an enum).
+    Named ``ck_<table>_<name or column>`` by the naming convention, as the migration names it."""
+    listed = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
+
+
+def both_or_neither(first: str, second: str, name: str) -> CheckConstraint:
+    """``first`` and ``second`` are set together (an end and its reason) or not at all."""
+    return CheckConstraint(
+        f"({first} IS NULL AND {second} IS NULL) OR ({first} IS NOT NULL AND {second} IS NOT NULL)", name=name
+    )
+
+
+def ends_after_start(start: str = "start_ms", end: str = "end_ms") -> CheckConstraint:
+    """A time range holds some time: ``end > start`` (``ck_<table>_ends_after_start``)."""
+    return CheckConstraint(f"{end} > {start}", name="ends_after_start")

@@ -4,11 +4,33 @@ documented disposal authorisations.  Nothing here is ever deleted from the datab
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.storage.layout import Stream
+
+
+class EvidenceStatus(StrEnum):
+    PRESERVED = "preserved"
+    DISPOSED = "disposed"  # destroyed on a documented, two-person authorisation
+
+
+class CustodyAction(StrEnum):
+    INTAKE = "intake"
+    VIEW = "view"
+    EXPORT = "export"
+    TRANSFER = "transfer"
+    VERIFY = "verify"
+    DISPOSAL = "disposal"
+
+
+class DisposalStatus(StrEnum):
+    PROPOSED = "proposed"
+    EXECUTED = "executed"
+    WITHDRAWN = "withdrawn"
 
 
 class EvidenceItem(Base):
@@ -23,7 +45,7 @@ class EvidenceItem(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(12), default="preserved")  # preserved | disposed
+    status: Mapped[str] = mapped_column(String(12), default=EvidenceStatus.PRESERVED)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The signed manifest (also written beside the files, read-only).
@@ -32,6 +54,15 @@ class EvidenceItem(Base):
     signature: Mapped[str] = mapped_column(String(200))
     key_id: Mapped[str] = mapped_column(String(32))
     disposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        one_of("status", EvidenceStatus),
+        ends_after_start(),
+        CheckConstraint(
+            "(status = 'disposed' AND disposed_at IS NOT NULL) OR (status <> 'disposed' AND disposed_at IS NULL)",
+            name="disposed_at_with_status",
+        ),
+    )
 
 
 class EvidenceFile(Base):
@@ -54,6 +85,9 @@ class EvidenceFile(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "sha256", name="uq_evidence_files_item_sha256"),
         Index("ix_evidence_files_sha256", "sha256"),
+        one_of("stream", Stream),
+        ends_after_start(),
+        CheckConstraint("bytes >= 0", name="bytes_not_negative"),
     )
 
 
@@ -65,14 +99,14 @@ class CustodyEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("evidence_items.id"))
-    action: Mapped[str] = mapped_column(String(20))  # intake | view | export | transfer | verify | disposal
+    action: Mapped[str] = mapped_column(String(20))  # a CustodyAction
     actor: Mapped[str] = mapped_column(String(200))
     actor_id: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON
     audit_seq: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_custody_events_item", "item_id", "at"),)
+    __table_args__ = (Index("ix_custody_events_item", "item_id", "at"), one_of("action", CustodyAction))
 
 
 class EvidenceDisposal(Base):
@@ -87,7 +121,7 @@ class EvidenceDisposal(Base):
     case_reference: Mapped[str] = mapped_column(String(100))
     case_closed_on: Mapped[date] = mapped_column(Date)
     authority: Mapped[str] = mapped_column(Text)  # the document: disposition, court order, ...
-    status: Mapped[str] = mapped_column(String(12), default="proposed")  # proposed | executed | withdrawn
+    status: Mapped[str] = mapped_column(String(12), default=DisposalStatus.PROPOSED)
     proposed_by: Mapped[str] = mapped_column(String(64))
     proposed_by_id: Mapped[int | None] = mapped_column(Integer)
     proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -96,4 +130,8 @@ class EvidenceDisposal(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     files_removed: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (Index("ix_evidence_disposals_item", "item_id"),)
+    __table_args__ = (
+        Index("ix_evidence_disposals_item", "item_id"),
+        one_of("status", DisposalStatus),
+        CheckConstraint("files_removed >= 0", name="files_removed_not_negative"),
+    )

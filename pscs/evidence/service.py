@@ -35,15 +35,24 @@ from pscs.audit.events import Actor, Outcome
 from pscs.auth.principal import roles_of
 from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
-from pscs.evidence.models import CustodyEvent, EvidenceDisposal, EvidenceFile, EvidenceItem
+from pscs.evidence.models import (
+    CustodyAction,
+    CustodyEvent,
+    DisposalStatus,
+    EvidenceDisposal,
+    EvidenceFile,
+    EvidenceItem,
+    EvidenceStatus,
+)
 from pscs.policy import decisions
 from pscs.runtime import EVIDENCE_KEY, Runtime
 from pscs.signing import load_public_key, load_signer, public_key_path, verify_signature
+from pscs.storage.layout import Stream
 from pscs.storage.models import RecordingGap, Segment
 
 log = logging.getLogger(__name__)
 READ_ONLY = 0o444
-CUSTODY_ACTIONS = ("intake", "view", "export", "transfer", "verify", "disposal")
+CUSTODY_ACTIONS = tuple(CustodyAction)
 
 
 def canonical(obj: Any) -> bytes:
@@ -200,7 +209,7 @@ def record_custody(
     rt: Runtime,
     actor: Actor,
     item_id: int,
-    action: str,
+    action: CustodyAction | str,
     details: dict[str, Any] | None = None,
     *,
     outcome: Outcome = Outcome.ALLOWED,
@@ -234,16 +243,22 @@ def record_custody(
 
 
 def open_evidence_file(
-    rt: Runtime, actor: Actor, item_id: int, sha256: str, *, action: str = "view", purpose: str = ""
+    rt: Runtime,
+    actor: Actor,
+    item_id: int,
+    sha256: str,
+    *,
+    action: CustodyAction | str = CustodyAction.VIEW,
+    purpose: str = "",
 ) -> Path:
     """The path of one evidence file for a viewer or an exporter, after recording the access
     in the chain of custody.  (Whoever shows or exports the pixels applies the privacy masks,
     U4; this module never serves video itself.)"""
-    if action not in ("view", "export"):
+    if action not in (CustodyAction.VIEW, CustodyAction.EXPORT):
         raise ValueError("action is 'view' or 'export'")
     with rt.db.session() as s:
         item = _load(s, item_id)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             raise Conflict(f"evidence item {item.number} was disposed of")
         row = s.scalar(select(EvidenceFile).where(EvidenceFile.item_id == item_id, EvidenceFile.sha256 == sha256))
         if row is None:
@@ -259,13 +274,13 @@ def transfer(rt: Runtime, actor: Actor, item_id: int, *, to: str, method: str, n
         raise InvalidInput("a transfer names who received the evidence and how it was handed over")
     with rt.db.session() as s:
         item = _load(s, item_id)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             raise Conflict(f"evidence item {item.number} was disposed of")
     return record_custody(
         rt,
         actor,
         item_id,
-        "transfer",
+        CustodyAction.TRANSFER,
         {"to": to.strip()[:200], "method": method.strip()[:200], "note": note.strip()[:1000]},
     )
 
@@ -364,7 +379,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
                 )
                 .where(
                     Segment.camera_id.in_(cameras),
-                    Segment.stream == "main",
+                    Segment.stream == Stream.MAIN,
                     Segment.start_ms < end_ms,
                     Segment.end_ms > start_ms,
                 )
@@ -457,7 +472,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
             description=narrative,
             start_ms=start_ms,
             end_ms=end_ms,
-            status="preserved",
+            status=EvidenceStatus.PRESERVED,
             created_by=actor.username,
             created_at=created_at,
             manifest_json=body.decode(),
@@ -473,7 +488,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
         rt,
         actor,
         item_id,
-        "intake",
+        CustodyAction.INTAKE,
         {
             "storage_request": number,
             "files": len(files),
@@ -507,7 +522,7 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
         item = _load(s, item_id)
         files = list(s.scalars(select(EvidenceFile).where(EvidenceFile.item_id == item_id)))
         report = VerifyReport(item.id, item.number)
-        if item.status != "preserved":
+        if item.status != EvidenceStatus.PRESERVED:
             return report
         body = item.manifest_json.encode()
         if hashlib.sha256(body).hexdigest() != item.manifest_sha256:
@@ -542,7 +557,7 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
             rt,
             actor,
             item_id,
-            "verify",
+            CustodyAction.VERIFY,
             {"ok": report.ok, "files": report.files_checked, "problems": report.problems[:20]},
             outcome=Outcome.ALLOWED if report.ok else Outcome.ERROR,
         )
@@ -552,7 +567,9 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
 def verify_all(rt: Runtime, actor: Actor | None) -> list[VerifyReport]:
     with rt.db.session() as s:
         ids = list(
-            s.scalars(select(EvidenceItem.id).where(EvidenceItem.status == "preserved").order_by(EvidenceItem.id))
+            s.scalars(
+                select(EvidenceItem.id).where(EvidenceItem.status == EvidenceStatus.PRESERVED).order_by(EvidenceItem.id)
+            )
         )
     return [verify_item(rt, actor, i) for i in ids]
 
@@ -581,7 +598,7 @@ def propose_disposal(
         status = item.status
         open_proposal = s.scalar(
             select(EvidenceDisposal.id).where(
-                EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == "proposed"
+                EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == DisposalStatus.PROPOSED
             )
         )
     decision = decisions.may_propose_evidence_disposal(
@@ -597,7 +614,7 @@ def propose_disposal(
             case_reference=case_reference.strip(),
             case_closed_on=case_closed_on,
             authority=authority.strip(),
-            status="proposed",
+            status=DisposalStatus.PROPOSED,
             proposed_by=actor.username,
             proposed_by_id=actor.user_id,
             proposed_at=utcnow(),
@@ -616,13 +633,13 @@ def withdraw_disposal(rt: Runtime, actor: Actor, disposal_id: int, reason: str) 
         d = s.get(EvidenceDisposal, disposal_id)
         if d is None:
             raise NotFound(f"no disposal authorisation {disposal_id}")
-        if d.status != "proposed":
+        if d.status != DisposalStatus.PROPOSED:
             raise Conflict(f"disposal authorisation {disposal_id} is {d.status}")
         roles = _roles(rt, actor)
         decision = decisions.may_withdraw_evidence_disposal(actor.username, roles, d.proposed_by, rt.profile)
         if not decision.allowed:
             raise PolicyDenied(decision.reason, decision.clause)
-        d.status = "withdrawn"
+        d.status = DisposalStatus.WITHDRAWN
         result = _disposal_dict(d)
     rt.audit.record(
         "evidence.disposal.withdraw",
@@ -646,7 +663,7 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
     decision = decisions.may_approve_evidence_disposal(actor.username, _roles(rt, actor), proposer, rt.profile)
     if not decision.allowed:
         _deny(rt, actor, "evidence.disposal.approve", item_id, decision)
-    if status != "proposed":
+    if status != DisposalStatus.PROPOSED:
         raise Conflict(f"disposal authorisation {disposal_id} is {status}")
     root = rt.settings.evidence_path
     with rt.db.write() as s:
@@ -660,7 +677,7 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
                 .where(
                     EvidenceFile.sha256.in_([f.sha256 for f in files]),
                     EvidenceItem.id != item_id,
-                    EvidenceItem.status == "preserved",
+                    EvidenceItem.status == EvidenceStatus.PRESERVED,
                 )
             )
         )
@@ -676,19 +693,19 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
                 removed += 1
         now = utcnow()
         d.status, d.approved_by, d.approved_by_id, d.approved_at, d.files_removed = (
-            "executed",
+            DisposalStatus.EXECUTED,
             actor.username,
             actor.user_id,
             now,
             removed,
         )
-        item.status, item.disposed_at = "disposed", now
+        item.status, item.disposed_at = EvidenceStatus.DISPOSED, now
         result = _disposal_dict(d)
     record_custody(
         rt,
         actor,
         item_id,
-        "disposal",
+        CustodyAction.DISPOSAL,
         {
             "authorisation": disposal_id,
             "proposed_by": proposer,

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, both_or_neither, utcnow
 
 
 class LocationDesignation(Base):
@@ -69,4 +69,7 @@ class PurposeSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(60))
 
-    __table_args__ = (Index("ix_purpose_sessions_web_session", "web_session_id", "ended_at"),)
+    __table_args__ = (
+        Index("ix_purpose_sessions_web_session", "web_session_id", "ended_at"),
+        both_or_neither("ended_at", "end_reason", name="ended_with_reason"),
+    )

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from pscs.audit.events import Actor
 from pscs.db.base import utcnow
-from pscs.recording.models import Alert
+from pscs.recording.models import Alert, AlertKind, AlertSeverity
 from pscs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 
 def raise_alert(
     rt: Runtime,
-    kind: str,
+    kind: AlertKind,
     message: str,
     *,
     camera_id: int | None = None,
-    severity: str = "warning",
+    severity: AlertSeverity = AlertSeverity.WARNING,
     actor: Actor | None = None,
 ) -> int | None:
     """Open an alert unless one of this kind is already open for the camera; returns its id."""
@@ -43,7 +43,7 @@ def raise_alert(
     return alert_id
 
 
-def clear_alert(rt: Runtime, kind: str, *, camera_id: int | None = None, actor: Actor | None = None) -> bool:
+def clear_alert(rt: Runtime, kind: AlertKind, *, camera_id: int | None = None, actor: Actor | None = None) -> bool:
     with rt.db.write() as s:
         alert = _open(s, kind, camera_id)
         if alert is None:

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 
 from pscs.cameras.models import Camera
 from pscs.db.engine import Database
-from pscs.recording.models import Alert, CameraHealth
+from pscs.recording.models import Alert, CameraHealth, CameraState
 
-STATES = ("online", "connecting", "offline", "paused", "stopped")
+STATES = tuple(CameraState)
 
 
 class RecordingCollector(Collector):
@@ -59,7 +59,7 @@ class RecordingCollector(Collector):
         segments = CounterMetricFamily("pscs_camera_segments_written", "Segments written", labels=labels)
         for health, name in rows:
             values = [str(health.camera_id), name]
-            up.add_metric(values, 1.0 if health.state == "online" else 0.0)
+            up.add_metric(values, 1.0 if health.state == CameraState.ONLINE else 0.0)
             for candidate in STATES:
                 state.add_metric([*values, candidate], 1.0 if health.state == candidate else 0.0)
             fps.add_metric(values, health.fps or 0.0)

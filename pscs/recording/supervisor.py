@@ -48,7 +48,7 @@ from pscs.db.base import utcnow
 from pscs.recording.alerts import clear_alert, open_alerts, raise_alert
 from pscs.recording.assignment import assign_cameras
 from pscs.recording.camera import RecorderConfig, wall_ms
-from pscs.recording.models import CameraHealth
+from pscs.recording.models import AlertKind, AlertSeverity, CameraHealth, CameraState
 from pscs.recording.worker import WorkerSpec
 from pscs.runtime import Runtime
 from pscs.storage.pressure import UsageProbe, disk_usage, relieve_disk_pressure
@@ -137,9 +137,9 @@ class RecorderSupervisor:
         reconcile(self.rt, ACTOR)
         # Alerts left open by the previous run are ours to clear.
         for alert in open_alerts(self.rt):
-            if alert.kind == "camera_offline" and alert.camera_id is not None:
+            if alert.kind == AlertKind.CAMERA_OFFLINE and alert.camera_id is not None:
                 self._alerted.add(alert.camera_id)
-            elif alert.kind == "storage_full":
+            elif alert.kind == AlertKind.STORAGE_FULL:
                 self._writes_paused = True  # until the first disk check says otherwise
         self._refresh_cameras()
         self._gap_reasons = dict.fromkeys(self._active, "not recording (recorder was stopped)")
@@ -183,7 +183,7 @@ class RecorderSupervisor:
             log.error("recorder supervisor: %d index rows left for reconcile at the next start", len(self._unindexed))
         with self._lock:
             for snapshot in self._health.values():
-                snapshot.update(state="stopped", state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
+                snapshot.update(state=CameraState.STOPPED, state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
         self._write_health()
         for end in self._waker or ():
             end.close()
@@ -266,7 +266,7 @@ class RecorderSupervisor:
         with self._lock:
             for camera_id in list(self._health):
                 if camera_id not in active:
-                    self._health[camera_id].update(state="stopped", fps=0.0, bitrate_bps=0.0)
+                    self._health[camera_id].update(state=CameraState.STOPPED, fps=0.0, bitrate_bps=0.0)
         for camera_id in active - self._active:
             self._offline_since[camera_id] = wall_ms()  # not online until it proves it
             self._gap_reasons.setdefault(camera_id, "not recording (camera disabled)")
@@ -325,7 +325,7 @@ class RecorderSupervisor:
                         self._gap_reasons[source.camera_id] = "not recording (recorder worker crashed)"
                         snapshot = self._health.setdefault(source.camera_id, {"camera_id": source.camera_id})
                         snapshot.update(
-                            state="offline",
+                            state=CameraState.OFFLINE,
                             state_since_ms=wall_ms(),
                             fps=0.0,
                             bitrate_bps=0.0,
@@ -524,7 +524,7 @@ class RecorderSupervisor:
                 self._offline_since.pop(camera_id, None)
                 if camera_id in self._alerted:
                     self._alerted.discard(camera_id)
-                    clear_alert(self.rt, "camera_offline", camera_id=camera_id, actor=ACTOR)
+                    clear_alert(self.rt, AlertKind.CAMERA_OFFLINE, camera_id=camera_id, actor=ACTOR)
                 continue
             since = self._offline_since.setdefault(camera_id, now)
             if camera_id not in self._alerted and now - since < after_ms:
@@ -536,10 +536,10 @@ class RecorderSupervisor:
                 why = snapshot.get("last_error") or "no video received"
                 raise_alert(
                     self.rt,
-                    "camera_offline",
+                    AlertKind.CAMERA_OFFLINE,
                     f"camera {name} offline since {started}: {why}",
                     camera_id=camera_id,
-                    severity="warning",
+                    severity=AlertSeverity.WARNING,
                     actor=ACTOR,
                 )
         self._alert_due = None if next_due_ms is None else time.monotonic() + (next_due_ms - now) / 1000
@@ -564,17 +564,17 @@ class RecorderSupervisor:
                 self._send(handle, ("pause_writes", True))
             raise_alert(
                 self.rt,
-                "storage_full",
+                AlertKind.STORAGE_FULL,
                 f"recording stopped: {result.free_after} bytes free, {result.required} required, and every "
                 f"remaining recording is protected ({result.protected_skipped} protected segments skipped)",
-                severity="critical",
+                severity=AlertSeverity.CRITICAL,
                 actor=ACTOR,
             )
         elif result.ok and self._writes_paused:
             self._writes_paused = False
             for handle in self._workers:
                 self._send(handle, ("pause_writes", False))
-            clear_alert(self.rt, "storage_full", actor=ACTOR)
+            clear_alert(self.rt, AlertKind.STORAGE_FULL, actor=ACTOR)
         return result.ok
 
 

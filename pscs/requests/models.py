@@ -4,16 +4,27 @@ Service Division Commander's log."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.retention.models import HOLD_REASONS
 
-# submitted -> approved -> fulfilled, or submitted -> denied.  "approved" lasts only until
-# the footage is in the evidence store (a failed intake leaves it there, to be retried).
-REQUEST_STATES = ("submitted", "approved", "denied", "fulfilled")
-PENDING_STATES = ("submitted", "approved")
+
+class RequestStatus(StrEnum):
+    """submitted -> approved -> fulfilled, or submitted -> denied.  "approved" lasts only until
+    the footage is in the evidence store (a failed intake leaves it there, to be retried)."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    DENIED = "denied"
+    FULFILLED = "fulfilled"
+
+
+REQUEST_STATES = tuple(RequestStatus)
+PENDING_STATES = (RequestStatus.SUBMITTED, RequestStatus.APPROVED)
 
 
 class StorageRequest(Base):
@@ -38,7 +49,7 @@ class StorageRequest(Base):
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # The Records Commander's decision.
-    status: Mapped[str] = mapped_column(String(12), default="submitted")
+    status: Mapped[str] = mapped_column(String(12), default=RequestStatus.SUBMITTED)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_by_name: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -49,6 +60,10 @@ class StorageRequest(Base):
     __table_args__ = (
         UniqueConstraint("year", "seq", name="uq_storage_requests_year_seq"),
         Index("ix_storage_requests_status", "status"),
+        one_of("status", RequestStatus),
+        one_of("reason", HOLD_REASONS),
+        ends_after_start(),
+        CheckConstraint("seq > 0", name="seq_positive"),
     )
 
 

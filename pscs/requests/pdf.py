@@ -15,6 +15,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from pscs.requests.models import RequestStatus
 from pscs.requests.service import ATTESTATION, RequestView, iso_ms, log_rows
 from pscs.retention.models import HOLD_REASONS
 
@@ -124,7 +125,7 @@ def _form(department: str, view: RequestView | None, camera_names: dict[int, str
         _p("Records Service Division Commander - decision (S2)", H2),
         Table(
             [
-                [_p("Decision"), val(view.status if view and view.status != "submitted" else None)],
+                [_p("Decision"), val(view.status if view and view.status != RequestStatus.SUBMITTED else None)],
                 [_p("Reason / conditions"), val(view.decision_reason if view else None)],
                 [
                     _p("Decided by"),

@@ -31,7 +31,7 @@ from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.evidence.models import EvidenceItem
 from pscs.evidence.service import IntakeOrder, intake
 from pscs.policy import decisions
-from pscs.requests.models import StorageRequest, StorageRequestCamera
+from pscs.requests.models import RequestStatus, StorageRequest, StorageRequestCamera
 from pscs.retention.holds import end_provisional_hold, insert_hold
 from pscs.retention.models import HOLD_REASONS, Hold
 from pscs.runtime import Runtime
@@ -183,7 +183,7 @@ def file_request(
                     end_ms=end_ms,
                     attestation_name=attestation_name.strip(),
                     submitted_at=now,
-                    status="submitted",
+                    status=RequestStatus.SUBMITTED,
                 )
                 s.add(req)
                 s.flush()
@@ -303,9 +303,9 @@ def decide_request(
         decider_name = decider.full_name if decider else actor.username
     with rt.db.write() as s:
         req = _by_number(s, number)
-        if req.status != "submitted":  # decided concurrently
+        if req.status != RequestStatus.SUBMITTED:  # decided concurrently
             raise InvalidInput(f"storage request {number} is already {req.status}")
-        req.status = "approved" if approve else "denied"
+        req.status = RequestStatus.APPROVED if approve else RequestStatus.DENIED
         req.decided_by, req.decided_by_name, req.decided_at = actor.username, decider_name, now
         req.decision_reason = reason.strip() or None
         hold_id = None
@@ -343,7 +343,7 @@ def fulfil_request(
     now = now or utcnow()
     with rt.db.session() as s:
         req = _by_number(s, number)
-        if req.status != "approved":
+        if req.status != RequestStatus.APPROVED:
             raise InvalidInput(f"storage request {number} is {req.status}, not approved")
         order = IntakeOrder(
             request_id=req.id,
@@ -373,7 +373,7 @@ def fulfil_request(
         raise
     with rt.db.write() as s:
         req = _by_number(s, number)
-        req.status, req.fulfilled_at, req.intake_error = "fulfilled", now, None
+        req.status, req.fulfilled_at, req.intake_error = RequestStatus.FULFILLED, now, None
         hold_id = end_provisional_hold(
             s,
             req.id,

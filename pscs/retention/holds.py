@@ -30,7 +30,7 @@ from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
-from pscs.retention.models import HOLD_REASONS, REFERENCE_LABELS, Hold, HoldCamera, Notice
+from pscs.retention.models import HOLD_REASONS, REFERENCE_LABELS, Hold, HoldCamera, HoldStatus, Notice, NoticeKind
 from pscs.runtime import Runtime
 from pscs.storage.models import PendingDelete
 
@@ -97,7 +97,9 @@ def _storage_request_number(s: Session, storage_request_id: int | None) -> str |
 def _view(s: Session, hold: Hold, now: datetime | None = None) -> HoldView:
     cameras = tuple(sorted(s.scalars(select(HoldCamera.camera_id).where(HoldCamera.hold_id == hold.id))))
     number = _storage_request_number(s, hold.storage_request_id)
-    review = decisions.hold_review(hold.review_due_at, now or utcnow()) if hold.status == "active" else hold.status
+    review = (
+        decisions.hold_review(hold.review_due_at, now or utcnow()) if hold.status == HoldStatus.ACTIVE else hold.status
+    )
     return HoldView(
         hold.id,
         hold.reason,
@@ -168,7 +170,7 @@ def insert_hold(
         description=description.strip(),
         start_ms=start_ms,
         end_ms=end_ms,
-        status="active",
+        status=HoldStatus.ACTIVE,
         provisional=provisional,
         storage_request_id=storage_request_id,
         owner_username=actor.username,
@@ -275,7 +277,7 @@ def _managed(rt: Runtime, actor: Actor, s: Session, hold_id: int, action: str) -
     if not decision.allowed:
         s.rollback()
         _denied(rt, actor, action, hold_id, decision)
-    if hold.status != "active":
+    if hold.status != HoldStatus.ACTIVE:
         raise InvalidInput(f"hold {hold_id} is {hold.status}; place a new hold instead")
     return hold
 
@@ -369,7 +371,7 @@ def release_hold(rt: Runtime, actor: Actor, hold_id: int, reason: str, *, now: d
     now = now or utcnow()
     with rt.db.write() as s:
         hold = _managed(rt, actor, s, hold_id, "hold.release")
-        _end(hold, "released", actor.username, reason, now)
+        _end(hold, HoldStatus.RELEASED, actor.username, reason, now)
         view = _view(s, hold, now)
     rt.audit.record(
         "hold.release",
@@ -382,7 +384,7 @@ def release_hold(rt: Runtime, actor: Actor, hold_id: int, reason: str, *, now: d
     return view
 
 
-def _end(hold: Hold, status: str, by: str, reason: str, now: datetime) -> None:
+def _end(hold: Hold, status: HoldStatus, by: str, reason: str, now: datetime) -> None:
     hold.status = status
     hold.ended_at = now
     hold.ended_by = by
@@ -391,10 +393,10 @@ def _end(hold: Hold, status: str, by: str, reason: str, now: datetime) -> None:
 
 def end_provisional_hold(s: Session, storage_request_id: int, by: str, reason: str, now: datetime) -> int | None:
     """Inside the request's transaction: end the provisional hold of a decided request."""
-    hold = s.scalar(select(Hold).where(Hold.storage_request_id == storage_request_id, Hold.status == "active"))
+    hold = s.scalar(select(Hold).where(Hold.storage_request_id == storage_request_id, Hold.status == HoldStatus.ACTIVE))
     if hold is None:
         return None
-    _end(hold, "released", by, reason, now)
+    _end(hold, HoldStatus.RELEASED, by, reason, now)
     return hold.id
 
 
@@ -414,7 +416,9 @@ def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | Non
     reminded: list[int] = []
     with rt.db.write() as s:
         due = s.scalars(
-            select(Hold).where(Hold.status == "active", Hold.provisional.is_(False), Hold.review_due_at.is_not(None))
+            select(Hold).where(
+                Hold.status == HoldStatus.ACTIVE, Hold.provisional.is_(False), Hold.review_due_at.is_not(None)
+            )
         ).all()
         for hold in due:
             state = decisions.hold_review(hold.review_due_at, now)
@@ -422,7 +426,7 @@ def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | Non
             if state is decisions.HoldReview.LAPSED:
                 _end(
                     hold,
-                    "lapsed",
+                    HoldStatus.LAPSED,
                     actor.username,
                     f"not re-affirmed by {hold.review_due_at:%Y-%m-%d} ({rt.profile.retention.hold_review_days}-day "
                     "review)",
@@ -433,7 +437,7 @@ def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | Non
                     "has lapsed. The footage it kept is subject to the retention schedule again (S1). If it is "
                     "still needed, place a new hold now."
                 )
-                _notify(s, hold, "hold.lapsed", f"{label} has lapsed", body, now)
+                _notify(s, hold, NoticeKind.HOLD_LAPSED, f"{label} has lapsed", body, now)
                 lapsed.append(
                     (
                         hold.id,
@@ -452,7 +456,7 @@ def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | Non
                     f"{label} must be re-affirmed by its owner by {hold.review_due_at:%Y-%m-%d %H:%M} UTC, "
                     "or it lapses and the footage it keeps is destroyed on the retention schedule (S1)."
                 )
-                _notify(s, hold, "hold.review_due", f"{label}: review due", body, now)
+                _notify(s, hold, NoticeKind.HOLD_REVIEW_DUE, f"{label}: review due", body, now)
                 reminded.append(hold.id)
     for hold_id, details in lapsed:
         rt.audit.record(
@@ -468,7 +472,7 @@ def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | Non
     return ReviewResult([h for h, _ in lapsed], reminded)
 
 
-def _notify(s: Session, hold: Hold, kind: str, subject: str, body: str, now: datetime) -> None:
+def _notify(s: Session, hold: Hold, kind: NoticeKind, subject: str, body: str, now: datetime) -> None:
     common = {
         "kind": kind,
         "subject": subject[:300],

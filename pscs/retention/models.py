@@ -8,11 +8,12 @@ actions are UTC datetimes.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
 
 HOLD_REASONS: dict[str, str] = {
     "criminal_investigation": "Criminal investigation",
@@ -27,7 +28,24 @@ REFERENCE_LABELS: dict[str, str] = {
     "foi_request": "FOI request number",
     "litigation": "docket or order number",
 }
-HOLD_STATUSES = ("active", "released", "lapsed")
+
+
+class HoldStatus(StrEnum):
+    ACTIVE = "active"  # protects its footage
+    RELEASED = "released"  # ended by its owner, the records commander, or its storage request's decision
+    LAPSED = "lapsed"  # not re-affirmed by its review date
+
+
+class NoticeKind(StrEnum):
+    HOLD_REVIEW_DUE = "hold.review_due"
+    HOLD_LAPSED = "hold.lapsed"
+
+
+class SweepStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process died; the next round closed it
 
 
 class Hold(Base):
@@ -46,7 +64,7 @@ class Hold(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)  # exclusive
-    status: Mapped[str] = mapped_column(String(12), default="active")
+    status: Mapped[str] = mapped_column(String(12), default=HoldStatus.ACTIVE)
     provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     storage_request_id: Mapped[int | None] = mapped_column(ForeignKey("storage_requests.id"))
     owner_username: Mapped[str] = mapped_column(String(64))
@@ -63,7 +81,13 @@ class Hold(Base):
     # pscs.storage.protection): they may be gone, and the hold says so.
     at_risk_segments: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (Index("ix_holds_status_due", "status", "review_due_at"),)
+    __table_args__ = (
+        Index("ix_holds_status_due", "status", "review_due_at"),
+        one_of("status", HoldStatus),
+        one_of("reason", HOLD_REASONS),
+        ends_after_start(),
+        CheckConstraint("at_risk_segments >= 0", name="at_risk_segments_not_negative"),
+    )
 
 
 class HoldCamera(Base):
@@ -83,7 +107,7 @@ class Notice(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recipient: Mapped[str | None] = mapped_column(String(64))  # a username ...
     recipient_role: Mapped[str | None] = mapped_column(String(40))  # ... or everyone with a role
-    kind: Mapped[str] = mapped_column(String(40))  # hold.review_due | hold.lapsed
+    kind: Mapped[str] = mapped_column(String(40))  # a NoticeKind
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")
     object_type: Mapped[str | None] = mapped_column(String(40))
@@ -94,6 +118,8 @@ class Notice(Base):
     __table_args__ = (
         Index("ix_notices_recipient", "recipient", "created_at"),
         Index("ix_notices_role", "recipient_role", "created_at"),
+        one_of("kind", NoticeKind),
+        CheckConstraint("recipient IS NOT NULL OR recipient_role IS NOT NULL", name="has_recipient"),
     )
 
 
@@ -107,7 +133,7 @@ class RetentionSweep(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cutoff_ms: Mapped[int] = mapped_column(BigInteger)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running | finished | failed | interrupted
+    status: Mapped[str] = mapped_column(String(12), default=SweepStatus.RUNNING)
     actor: Mapped[str] = mapped_column(String(200))
     deleted: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -126,5 +152,10 @@ class RetentionSweep(Base):
             unique=True,
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
+        ),
+        one_of("status", SweepStatus),
+        CheckConstraint(
+            "deleted >= 0 AND bytes >= 0 AND protected >= 0 AND resumed >= 0 AND holds_lapsed >= 0",
+            name="counts_not_negative",
         ),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pscs.retention.models import Hold, HoldCamera
+from pscs.retention.models import Hold, HoldCamera, HoldStatus
 from pscs.storage.protection import ProtectedRange, register_source
 
 SOURCE_NAME = "holds"
@@ -24,7 +24,7 @@ def active_holds(session: Session, camera_id: int, start_ms: int, end_ms: int) -
         .join(HoldCamera, HoldCamera.hold_id == Hold.id)
         .where(
             HoldCamera.camera_id == camera_id,
-            Hold.status == "active",
+            Hold.status == HoldStatus.ACTIVE,
             Hold.start_ms < end_ms,
             Hold.end_ms > start_ms,
         )

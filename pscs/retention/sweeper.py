@@ -41,7 +41,7 @@ from pscs.db.base import utcnow
 from pscs.errors import Conflict
 from pscs.policy import decisions
 from pscs.retention.holds import review_holds
-from pscs.retention.models import RetentionSweep
+from pscs.retention.models import RetentionSweep, SweepStatus
 from pscs.runtime import Runtime
 from pscs.storage.deletion import (
     QuarantineResult,
@@ -136,7 +136,7 @@ class RetentionSweeper:
                 self._sweep(cutoff, report, progress)
             report.quarantine = self._quarantine(cutoff, dry_run=False)
         except BaseException as exc:
-            self._finish_record(report, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish_record(report, SweepStatus.FAILED, f"{type(exc).__name__}: {exc}")
             self.rt.audit.record(
                 "retention.sweep",
                 self.actor,
@@ -147,7 +147,7 @@ class RetentionSweeper:
                 details=self._details(report) | {"error": str(exc)[:300]},
             )
             raise
-        self._finish_record(report, "finished")
+        self._finish_record(report, SweepStatus.FINISHED)
         self.rt.audit.record(
             "retention.sweep",
             self.actor,
@@ -191,7 +191,7 @@ class RetentionSweeper:
         gone is marked ``interrupted`` first.  Raises Conflict while another round runs."""
         try:
             with self.rt.db.write() as s:
-                running = s.scalar(select(RetentionSweep).where(RetentionSweep.status == "running"))
+                running = s.scalar(select(RetentionSweep).where(RetentionSweep.status == SweepStatus.RUNNING))
                 if running is not None:
                     if _still_running(running, utcnow()):
                         raise Conflict(
@@ -199,13 +199,13 @@ class RetentionSweeper:
                             f"{running.started_at:%Y-%m-%d %H:%M:%S} UTC by {running.actor} on {running.holder}); "
                             "try again when it has finished"
                         )
-                    running.status, running.finished_at = "interrupted", utcnow()
+                    running.status, running.finished_at = SweepStatus.INTERRUPTED, utcnow()
                     s.flush()
                 sweep = RetentionSweep(
                     started_at=utcnow(),
                     cutoff_ms=cutoff,
                     dry_run=False,
-                    status="running",
+                    status=SweepStatus.RUNNING,
                     actor=self.actor.username,
                     holder=HOLDER,
                     heartbeat_at=utcnow(),
@@ -237,7 +237,7 @@ class RetentionSweeper:
             )
         return finished
 
-    def _finish_record(self, report: SweepReport, status: str, error: str | None = None) -> None:
+    def _finish_record(self, report: SweepReport, status: SweepStatus, error: str | None = None) -> None:
         with self.rt.db.write() as s:
             sweep = s.get(RetentionSweep, report.sweep_id)
             sweep.status, sweep.finished_at, sweep.error = status, utcnow(), error

@@ -15,14 +15,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import PurePosixPath
 
 PARTIAL_SUFFIX = ".partial"
 QUARANTINE_DIR = ".quarantine"  # files reconcile could not index; still recordings (S1)
-STREAMS = ("main", "sub")
 _NAME = re.compile(r"^(?P<start>\d{1,16})(?:\.(?P<stream>sub))?\.mp4(?P<partial>\.partial)?$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOUR = re.compile(r"^\d{2}$")
+
+
+class Stream(StrEnum):
+    """Which of a camera's streams a recording is of."""
+
+    MAIN = "main"
+    SUB = "sub"
+
+
+STREAMS = tuple(Stream)
 
 
 @dataclass(frozen=True)
@@ -37,11 +47,11 @@ class SegmentPath:
         return segment_relpath(self.camera_id, self.start_ms, self.stream)
 
 
-def segment_relpath(camera_id: int, start_ms: int, stream: str = "main") -> str:
+def segment_relpath(camera_id: int, start_ms: int, stream: str = Stream.MAIN) -> str:
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}")
     when = datetime.fromtimestamp(start_ms / 1000, UTC)
-    name = f"{start_ms}.mp4" if stream == "main" else f"{start_ms}.{stream}.mp4"
+    name = f"{start_ms}.mp4" if stream == Stream.MAIN else f"{start_ms}.{stream}.mp4"
     return f"{camera_id}/{when:%Y-%m-%d}/{when:%H}/{name}"
 
 
@@ -53,7 +63,7 @@ def parse_relpath(relpath: str) -> SegmentPath | None:
     m = _NAME.match(parts[3])
     if not m:
         return None
-    parsed = SegmentPath(int(parts[0]), m["stream"] or "main", int(m["start"]), m["partial"] is not None)
+    parsed = SegmentPath(int(parts[0]), m["stream"] or Stream.MAIN, int(m["start"]), m["partial"] is not None)
     # The folders must agree with the name, else the file is not where retention looks.
     if segment_relpath(parsed.camera_id, parsed.start_ms, parsed.stream).split("/")[:3] != list(parts[:3]):
         return None

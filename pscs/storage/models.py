@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pscs.cameras import models as _cameras  # noqa: F401 - the table these rows' camera_id refers to
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.storage.layout import Stream
 
 
 class Segment(Base):
@@ -24,7 +25,7 @@ class Segment(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
-    stream: Mapped[str] = mapped_column(String(10))  # "main" | "sub"
+    stream: Mapped[str] = mapped_column(String(10))  # a Stream
     start_ms: Mapped[int] = mapped_column(BigInteger)  # receive clock, UTC epoch ms
     end_ms: Mapped[int] = mapped_column(BigInteger)  # start_ms + duration_ms
     duration_ms: Mapped[int] = mapped_column(Integer)  # from the media timestamps
@@ -38,6 +39,12 @@ class Segment(Base):
         UniqueConstraint("camera_id", "stream", "start_ms", name="uq_segments_camera_stream_start"),
         Index("ix_segments_camera_end", "camera_id", "end_ms"),
         Index("ix_segments_start", "start_ms"),  # oldest-first for retention and disk pressure
+        one_of("stream", Stream),
+        CheckConstraint("end_ms = start_ms + duration_ms", name="end_is_start_plus_duration"),
+        # A row names a complete file with at least one frame (invariant 1).
+        CheckConstraint("duration_ms > 0", name="duration_positive"),
+        CheckConstraint("frames > 0", name="frames_positive"),
+        CheckConstraint("bytes > 0", name="bytes_positive"),
     )
 
 
@@ -54,7 +61,11 @@ class RecordedRange(Base):
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_recorded_ranges_camera_end", "camera_id", "stream", "end_ms"),)
+    __table_args__ = (
+        Index("ix_recorded_ranges_camera_end", "camera_id", "stream", "end_ms"),
+        one_of("stream", Stream),
+        ends_after_start(),
+    )
 
 
 class RecordingGap(Base):
@@ -65,13 +76,17 @@ class RecordingGap(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
-    stream: Mapped[str] = mapped_column(String(10), default="main")
+    stream: Mapped[str] = mapped_column(String(10), default=Stream.MAIN)
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_recording_gaps_camera_start", "camera_id", "start_ms"),)
+    __table_args__ = (
+        Index("ix_recording_gaps_camera_start", "camera_id", "start_ms"),
+        one_of("stream", Stream),
+        ends_after_start(),
+    )
 
 
 class PendingDelete(Base):
@@ -91,6 +106,8 @@ class PendingDelete(Base):
     reason: Mapped[str] = mapped_column(String(100))
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (ends_after_start(),)
 
 
 class DisposalRecord(Base):
@@ -113,4 +130,7 @@ class DisposalRecord(Base):
     __table_args__ = (
         Index("ix_disposal_records_disposed_at", "disposed_at"),
         Index("ix_disposal_records_camera", "camera_id", "from_ms"),
+        ends_after_start("from_ms", "to_ms"),
+        CheckConstraint("segments > 0", name="segments_positive"),
+        CheckConstraint("bytes >= 0", name="bytes_not_negative"),
     )

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pscs.db.base import utcnow
 from pscs.db.engine import Database
+from pscs.storage.layout import Stream
 from pscs.storage.models import RecordingGap, Segment
 from pscs.storage.ranges import note_segment
 from pscs.storage.segment_files import FinishedSegment, SegmentFile, SegmentWriter
@@ -47,7 +48,7 @@ class SegmentIndex:
                 else:
                     _add_gap(conn, *item)
 
-    def last_end_ms(self, camera_ids: list[int], stream: str = "main") -> dict[int, int]:
+    def last_end_ms(self, camera_ids: list[int], stream: str = Stream.MAIN) -> dict[int, int]:
         """The end of each camera's last indexed segment (cameras with none are left out)."""
         with self.db.session() as s:
             rows = s.execute(
@@ -84,7 +85,7 @@ def _add_gap(conn: Connection, camera_id: int, start_ms: int, end_ms: int, reaso
         insert(_GAPS),
         {
             "camera_id": camera_id,
-            "stream": "main",
+            "stream": Stream.MAIN,
             "start_ms": start_ms,
             "end_ms": end_ms,
             "reason": reason[:300],

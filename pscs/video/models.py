@@ -4,13 +4,37 @@ models, so the one import in ``pscs.schema.models`` brings every table of the co
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, utcnow
+from pscs.db.base import Base, UTCDateTime, one_of, utcnow
 from pscs.purposes import models as purpose_models  # noqa: F401 - registers the purpose tables
+
+
+class ZoneSpace(StrEnum):
+    """What a version's coordinates mean (see :class:`PrivacyZoneVersion`)."""
+
+    IMAGE = "image"
+    PTZ = "ptz"
+
+
+class ZoneVersionStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"  # the newest approved version is in force
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"  # approved once, replaced by a newer approved version
+    WITHDRAWN = "withdrawn"
+
+
+class MaskLiftStatus(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"  # in force until it expires or is ended
+    REJECTED = "rejected"
+    ENDED = "ended"  # an approved lift ended early
+    WITHDRAWN = "withdrawn"  # a request ended before anyone decided it
 
 
 class PrivacyZoneVersion(Base):
@@ -26,15 +50,18 @@ class PrivacyZoneVersion(Base):
     __table_args__ = (
         UniqueConstraint("camera_id", "version"),
         Index("ix_privacy_zone_versions_camera_status", "camera_id", "status"),
+        one_of("status", ZoneVersionStatus),
+        one_of("space", ZoneSpace),
+        CheckConstraint("version > 0", name="version_positive"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
     version: Mapped[int] = mapped_column(Integer)
-    space: Mapped[str] = mapped_column(String(10), default="image")
+    space: Mapped[str] = mapped_column(String(10), default=ZoneSpace.IMAGE)
     zones: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"label": str, "points": [[x, y], ...]}]
     note: Mapped[str | None] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(12))  # proposed | approved | rejected | superseded | withdrawn
+    status: Mapped[str] = mapped_column(String(12))  # a ZoneVersionStatus
     proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     proposed_by: Mapped[str] = mapped_column(String(64))
     proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -50,14 +77,18 @@ class MaskLift(Base):
     person's approval, for a limited time."""
 
     __tablename__ = "mask_lifts"
-    __table_args__ = (Index("ix_mask_lifts_camera_status", "camera_id", "status"),)
+    __table_args__ = (
+        Index("ix_mask_lifts_camera_status", "camera_id", "status"),
+        one_of("status", MaskLiftStatus),
+        CheckConstraint("minutes > 0", name="minutes_positive"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
     warrant_reference: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(String(1000))
     minutes: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12))  # requested | approved | rejected | ended
+    status: Mapped[str] = mapped_column(String(12))  # a MaskLiftStatus
     requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     requested_by: Mapped[str] = mapped_column(String(64))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

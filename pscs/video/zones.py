@@ -26,11 +26,11 @@ from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.runtime import Runtime
-from pscs.video.models import MaskLift, PrivacyZoneVersion
+from pscs.video.models import MaskLift, MaskLiftStatus, PrivacyZoneVersion, ZoneSpace, ZoneVersionStatus
 
 MAX_ZONES = 32
 MAX_POINTS = 64
-SPACES = ("image", "ptz")
+SPACES = tuple(ZoneSpace)
 
 Polygon = tuple[tuple[float, float], ...]
 
@@ -56,12 +56,12 @@ class ZoneSet:
         PTZ zones (``space == "ptz"``) live in pan/tilt space and must be projected for the
         camera's current position; until the PTZ work provides positions, the whole picture
         is masked (fail closed: unmasked private pixels must never leave)."""
-        if self.space == "image":
+        if self.space == ZoneSpace.IMAGE:
             return self.polygons
         return (((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)),) if self.polygons else ()
 
 
-def validate_zones(zones: Any, space: str = "image") -> list[dict[str, Any]]:
+def validate_zones(zones: Any, space: str = ZoneSpace.IMAGE) -> list[dict[str, Any]]:
     if space not in SPACES:
         raise InvalidInput(f"space must be one of {', '.join(SPACES)}")
     if not isinstance(zones, list):
@@ -82,7 +82,7 @@ def validate_zones(zones: Any, space: str = "image") -> list[dict[str, Any]]:
             x, y = p
             if not all(isinstance(v, int | float) and math.isfinite(v) for v in (x, y)):
                 raise InvalidInput(f"zone {i}: coordinates must be numbers")
-            if space == "image" and not (0 <= x <= 1 and 0 <= y <= 1):
+            if space == ZoneSpace.IMAGE and not (0 <= x <= 1 and 0 <= y <= 1):
                 raise InvalidInput(f"zone {i}: image coordinates are normalised, 0 to 1")
             out.append([round(float(x), 6), round(float(y), 6)])
         label = str(zone.get("label") or f"zone {i}")[:100]
@@ -114,7 +114,7 @@ def _camera_exists(s: Any, camera_id: int) -> None:
 
 
 def propose_zones(
-    rt: Runtime, caller: Principal, camera_id: int, zones: Any, *, note: str | None = None, space: str = "image"
+    rt: Runtime, caller: Principal, camera_id: int, zones: Any, *, note: str | None = None, space: str = ZoneSpace.IMAGE
 ) -> dict[str, Any]:
     decision = decisions.may_propose_zones(caller.roles, rt.profile)
     if not decision.allowed:
@@ -137,7 +137,7 @@ def propose_zones(
             space=space,
             zones=clean,
             note=(note or "").strip()[:500] or None,
-            status="proposed",
+            status=ZoneVersionStatus.PROPOSED,
             proposed_by_id=caller.user_id,
             proposed_by=caller.username,
             proposed_at=rt.clock.now(),
@@ -181,24 +181,25 @@ def decide_zones(
             object_id=version_id,
             details={"camera_id": camera_id},
         )
-    if status != "proposed":
+    if status != ZoneVersionStatus.PROPOSED:
         raise Conflict(f"version {version_id} is {status}, not awaiting a decision")
     now = rt.clock.now()
     with rt.db.write() as s:
         row = s.get(PrivacyZoneVersion, version_id)
         assert row is not None
-        if row.status != "proposed":
+        if row.status != ZoneVersionStatus.PROPOSED:
             raise Conflict(f"version {version_id} is {row.status}, not awaiting a decision")
         superseded = []
         if approve:
             for old in s.scalars(
                 select(PrivacyZoneVersion).where(
-                    PrivacyZoneVersion.camera_id == row.camera_id, PrivacyZoneVersion.status == "approved"
+                    PrivacyZoneVersion.camera_id == row.camera_id,
+                    PrivacyZoneVersion.status == ZoneVersionStatus.APPROVED,
                 )
             ):
-                old.status, old.superseded_at = "superseded", now
+                old.status, old.superseded_at = ZoneVersionStatus.SUPERSEDED, now
                 superseded.append(old.version)
-        row.status = "approved" if approve else "rejected"
+        row.status = ZoneVersionStatus.APPROVED if approve else ZoneVersionStatus.REJECTED
         row.decided_by_id, row.decided_by, row.decided_at = caller.user_id, caller.username, now
         row.decision_note = (note or "").strip()[:500] or None
         s.flush()
@@ -237,7 +238,7 @@ def load_zones_in_force(rt: Runtime, camera_id: int) -> ZoneSet | None:
     with rt.db.session() as s:
         row = s.scalar(
             select(PrivacyZoneVersion)
-            .where(PrivacyZoneVersion.camera_id == camera_id, PrivacyZoneVersion.status == "approved")
+            .where(PrivacyZoneVersion.camera_id == camera_id, PrivacyZoneVersion.status == ZoneVersionStatus.APPROVED)
             .order_by(PrivacyZoneVersion.version.desc())
             .limit(1)
         )
@@ -301,7 +302,7 @@ class LiftView:
 
     def active(self, now: datetime) -> bool:
         return (
-            self.status == "approved"
+            self.status == MaskLiftStatus.APPROVED
             and self.ended_at is None
             and self.expires_at is not None
             and now < self.expires_at
@@ -357,7 +358,7 @@ def request_lift(
             warrant_reference=warrant_reference.strip()[:200],
             reason=reason.strip()[:1000],
             minutes=minutes,
-            status="requested",
+            status=MaskLiftStatus.REQUESTED,
             requested_by_id=caller.user_id,
             requested_by=caller.username,
             requested_at=rt.clock.now(),
@@ -392,9 +393,9 @@ def decide_lift(rt: Runtime, caller: Principal, lift_id: int, *, approve: bool) 
     with rt.db.write() as s:
         row = s.get(MaskLift, lift_id)
         assert row is not None
-        if row.status != "requested":
+        if row.status != MaskLiftStatus.REQUESTED:
             raise Conflict(f"mask lift {lift_id} is {row.status}, not awaiting a decision")
-        row.status = "approved" if approve else "rejected"
+        row.status = MaskLiftStatus.APPROVED if approve else MaskLiftStatus.REJECTED
         row.decided_by_id, row.decided_by, row.decided_at = caller.user_id, caller.username, now
         if approve:
             row.expires_at = now + timedelta(minutes=row.minutes)
@@ -436,8 +437,8 @@ def end_lift(rt: Runtime, caller: Principal, lift_id: int) -> LiftView:
     with rt.db.write() as s:
         row = s.get(MaskLift, lift_id)
         assert row is not None
-        if row.status in ("requested", "approved") and row.ended_at is None:
-            row.status = "ended" if row.status == "approved" else "withdrawn"
+        if row.status in (MaskLiftStatus.REQUESTED, MaskLiftStatus.APPROVED) and row.ended_at is None:
+            row.status = MaskLiftStatus.ENDED if row.status == MaskLiftStatus.APPROVED else MaskLiftStatus.WITHDRAWN
             row.ended_at, row.ended_by = rt.clock.now(), caller.username
         s.flush()
         view = _lift_view(row)
@@ -461,7 +462,7 @@ def active_lift(rt: Runtime, camera_id: int, user_id: int, now: datetime | None 
             .where(
                 MaskLift.camera_id == camera_id,
                 MaskLift.requested_by_id == user_id,
-                MaskLift.status == "approved",
+                MaskLift.status == MaskLiftStatus.APPROVED,
                 MaskLift.ended_at.is_(None),
                 MaskLift.expires_at > now,
             )
