@@ -240,8 +240,9 @@ def run_pscs(
     try:
         time.sleep(warmup)
         pids = supervisor.worker_pids()
-        # The supervisor (health, alerts, camera list) runs in threads of this process, which
-        # otherwise sleeps: its CPU counts.  Its memory is the service's and is not counted.
+        # The supervisor (its watch loop: indexing, health, alerts, camera list, disk check)
+        # runs in a thread of this process, which otherwise sleeps: its CPU counts.  Its
+        # memory is the service's and is not counted.
         cpu, supervisor_cpu, rss, pss, elapsed = measure(pids, seconds, cpu_only=(os.getpid(),))
     finally:
         supervisor.stop()
@@ -360,7 +361,7 @@ def report(n: int, rounds: list[tuple[Measure, Measure]]) -> None:
         pss = statistics.median(m.pss for m in runs) / n / mib
         print(f"{n:>4} {who:<7} {cpu:>13.3f} {ratio:>6} {rss:>11.1f} {pss:>11.1f} {lost:>7}", flush=True)
     supervisor = statistics.median(ours.per_camera_minute(n, ours.supervisor_cpu_s) for _, ours in rounds)
-    print(f"{'':>12} of which the supervisor (indexing, health, camera list): {supervisor:.3f} s/cam-min")
+    print(f"{'':>12} of which the supervisor (indexing, health, camera list, disk): {supervisor:.3f} s/cam-min")
     if len(ratios) > 1:
         print(f"{'':>12} ratio in each round: {', '.join(f'{r:.2f}' for r in ratios)} (sorted)")
     print(

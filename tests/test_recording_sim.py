@@ -109,7 +109,7 @@ def test_S1_recording_goes_on_through_a_database_outage_and_is_indexed_when_it_r
     root = runtime.settings.recordings_path
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = db_url.rsplit("/", 1)[1]
-    with caplog.at_level(logging.INFO, logger="pscs.recording.supervisor"):
+    with caplog.at_level(logging.INFO, logger="pscs.recording.index_writer"):
         with admin.connect() as conn:  # the database goes away: no connection is allowed in
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
             conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))

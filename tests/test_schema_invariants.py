@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 from alembic import command
-from pscs.schema.migrate import alembic_config, current_revision, upgrade
-from pscs.schema.models import metadata
 from sqlalchemy import CheckConstraint, Engine, create_engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -19,6 +17,8 @@ from pscs.auth.models import User
 from pscs.db.base import utcnow
 from pscs.retention.models import Hold, HoldStatus
 from pscs.runtime import Runtime
+from pscs.schema.migrate import alembic_config, current_revision, upgrade
+from pscs.schema.models import metadata
 
 T0 = 1_764_000_000_000  # an instant in 2025, UTC ms
 Row = dict[str, Any]
