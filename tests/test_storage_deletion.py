@@ -3,6 +3,7 @@ files (H.264 in fragmented MP4, written through the same SegmentStore the record
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -277,6 +278,30 @@ def test_S1_disk_full_of_protected_footage_stops_writing_and_alerts(sqlite_runti
     assert supervisor.check_disk() is True
     with rt.db.session() as s:
         assert s.get(Alert, alert.id).cleared_at is not None
+
+
+def test_S1_a_running_recorder_relieves_disk_pressure_on_its_own(sqlite_runtime: Runtime) -> None:
+    """The disk check is one of the supervisor's periodic tasks: started with the disk
+    short of space, the recorder deletes the oldest unprotected footage by itself (on a
+    thread of its own, the watch loop going on), and keeps what a hold protects."""
+    rt = sqlite_runtime
+    camera_id = new_camera(rt)
+    segs = fill(rt, camera_id, 6)
+    rt.settings.min_free_bytes = 0
+    disk = FakeDisk(rt.settings.recordings_path, capacity=int(sum(s.bytes for s in segs) / 0.96))
+    supervisor = RecorderSupervisor(rt, RecorderConfig(workers=1), disk_usage_probe=disk)
+    with hold(camera_id, segs[0].start_ms, segs[0].end_ms):
+        supervisor.start()
+        try:
+            deadline = time.monotonic() + 20
+            while segs[1].id in {r.id for r in rows(rt)}:
+                assert time.monotonic() < deadline, "the running recorder did not relieve disk pressure"
+                time.sleep(0.1)
+        finally:
+            supervisor.stop()
+    assert {r.id for r in rows(rt)} == {segs[0].id}  # one batch of the oldest; the held one stays
+    [deleted] = rt.audit.search(action_prefix="storage.delete")
+    assert "disk pressure" in deleted.details
 
 
 @pytest.mark.parametrize("bad_reason", ["", "   "])

@@ -9,15 +9,19 @@ back.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 
 from pscs.audit.events import Actor
 from pscs.recording.alerts import clear_alert, raise_alert
 from pscs.recording.models import AlertKind, AlertSeverity
 from pscs.runtime import Runtime
-from pscs.storage.pressure import UsageProbe, relieve_disk_pressure
+from pscs.storage.pressure import UsageProbe, relieve_disk_pressure, required_free_bytes
+from pscs.storage.protection import require_sources
 
 STORAGE_FULL = AlertKind.STORAGE_FULL
+log = logging.getLogger(__name__)
 
 
 class DiskGuard:
@@ -33,6 +37,32 @@ class DiskGuard:
         self._usage = usage
         self._pause_writes = pause_writes  # tells every worker, now and as it starts
         self.paused = False
+        self._checking: threading.Thread | None = None
+
+    def check_soon(self) -> None:
+        """The periodic task.  Enough free space (nearly always) is one ``statvfs`` here;
+        otherwise :meth:`check` runs on a thread of its own, one at a time: a large deletion
+        (a big shortfall at start-up) takes a while, and the supervisor's watch loop must
+        keep reading what the workers send meanwhile, or their sockets fill and their
+        cameras' threads wait."""
+        if self._checking is not None and self._checking.is_alive():
+            return
+        usage = self._usage(self.rt.settings.recordings_path)
+        if not self.paused and usage.free >= required_free_bytes(self.rt, usage.total):
+            require_sources()  # as every check: a process that cannot protect footage says so
+            return
+        self._checking = threading.Thread(target=self._check_logged, name="recorder-disk", daemon=True)
+        self._checking.start()
+
+    def _check_logged(self) -> None:
+        try:
+            self.check()
+        except Exception:
+            log.exception("recorder: the disk pressure check failed")
+
+    def join(self, timeout: float) -> None:
+        if self._checking is not None:
+            self._checking.join(timeout)
 
     def resume_from(self, open_kinds: set[str]) -> None:
         """A ``storage_full`` alert left open by the previous run: writing stays paused

@@ -75,7 +75,7 @@ class RecorderSupervisor:
         self.worker_count = self.pool.worker_count
         self.disk = DiskGuard(runtime, ACTOR, disk_usage_probe, self.pool.pause_writes)
         self.tasks = PeriodicTasks(self.config.routine_s)
-        self.tasks.add("disk pressure check", self.config.disk_check_interval_s, self.check_disk)
+        self.tasks.add("disk pressure check", self.config.disk_check_interval_s, self.disk.check_soon)
         self._report_arrived = False  # a worker's health report came: time for a round
         self._cameras_seen: tuple[Any, ...] | None = None  # (count, last change) of the cameras table
         self._stopping = threading.Event()
@@ -111,6 +111,7 @@ class RecorderSupervisor:
             self._waker[1].send(b"!")
         if self._thread is not None:
             self._thread.join(_STOP_TIMEOUT_S)
+        self.disk.join(_STOP_TIMEOUT_S)
         self.pool.stop(_STOP_TIMEOUT_S)
         self.index.flush()
         if len(self.index):
