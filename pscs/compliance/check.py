@@ -17,13 +17,14 @@ A *violation* (the check fails) is:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 
 from pscs.audit.events import Actor, Outcome
 from pscs.audit.log import verify_database
 from pscs.cameras.models import Camera
+from pscs.clock import format_utc
 from pscs.evidence.models import EvidenceItem, EvidenceStatus
 from pscs.evidence.service import verify_all
 from pscs.policy import decisions
@@ -52,10 +53,6 @@ class ComplianceReport:
     @property
     def ok(self) -> bool:
         return not self.violations
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def check_overdue_recordings(rt: Runtime, now: datetime, report: ComplianceReport) -> None:
@@ -88,7 +85,8 @@ def check_overdue_recordings(rt: Runtime, now: datetime, report: ComplianceRepor
                     Finding(
                         "S1",
                         f"camera {camera_id} ({name}): {len(overdue)} unheld recording(s) from "
-                        f"{_iso(min(a for a, _ in overdue))} to {_iso(max(b for _, b in overdue))} are older than "
+                        f"{format_utc(min(a for a, _ in overdue))} to {format_utc(max(b for _, b in overdue))} "
+                        "are older than "
                         f"the limit ({limit}) and were not destroyed",
                     )
                 )

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import av
 
 from pscs.cameras.sources import RecordingSource
+from pscs.clock import now_ms
 from pscs.media.h264 import NAL_PPS, NAL_SPS, nal_type, parse_sps, to_annexb
 from pscs.media.rtsp_client import (
     AccessUnit,
@@ -112,10 +113,6 @@ def describe_error(exc: BaseException, timeout_s: float = 5.0) -> str:
     return f"recorder error: {type(exc).__name__}"
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class CameraStats:
     """Counters written by the camera's thread and read by the worker's reporting loop
     (single attribute reads and writes: no lock needed under the GIL).  ``on_change`` is
@@ -125,7 +122,7 @@ class CameraStats:
         self.camera_id = camera_id
         self._on_change = on_change
         self.state = "connecting"
-        self.state_since_ms = wall_ms()
+        self.state_since_ms = now_ms()
         self.last_error: str | None = None
         self.last_frame_ms: int | None = None
         self.frames_total = 0
@@ -139,7 +136,7 @@ class CameraStats:
     def set_state(self, state: str, error: str | None = None) -> None:
         changed = False
         if state != self.state:
-            self.state, self.state_since_ms, changed = state, wall_ms(), True
+            self.state, self.state_since_ms, changed = state, now_ms(), True
         if error is not None and error != self.last_error:
             self.last_error, changed = error, True  # kept after recovery: the health page shows the last one
         if changed and self._on_change is not None:
@@ -400,7 +397,7 @@ class CameraRecorder(threading.Thread):
 
     def _start_run(self, unit: AccessUnit) -> None:
         ts = unit.timestamp
-        start_ms = wall_ms()
+        start_ms = now_ms()
         if self._last_end_ms is not None:
             # Never overlap what is already recorded, even if the wall clock stepped back.
             start_ms = max(start_ms, self._last_end_ms)
@@ -441,7 +438,7 @@ class CameraRecorder(threading.Thread):
         self._frames_this_connection += 1
         self.stats.frames_total += 1
         self.stats.bytes_total += packet.size
-        self.stats.last_frame_ms = wall_ms()
+        self.stats.last_frame_ms = now_ms()
 
     def _close_segment(self, end_ts: int) -> None:
         seg, self._segment = self._segment, None

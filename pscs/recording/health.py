@@ -15,16 +15,16 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
 
 from pscs.audit.events import Actor
 from pscs.cameras.sources import RecordingSource
+from pscs.clock import iso_ms, now_ms
 from pscs.db.base import utcnow
 from pscs.recording.alerts import clear_alert, raise_alert
-from pscs.recording.camera import RecorderConfig, wall_ms
+from pscs.recording.camera import RecorderConfig
 from pscs.recording.models import AlertKind, AlertSeverity, CameraHealth, CameraState
 from pscs.runtime import Runtime
 
@@ -69,7 +69,7 @@ class HealthMonitor:
                 if camera_id not in active:
                     snapshot.update(state=CameraState.STOPPED, fps=0.0, bitrate_bps=0.0)
         for camera_id in active - self._active:
-            self._offline_since[camera_id] = wall_ms()
+            self._offline_since[camera_id] = now_ms()
         for camera_id in self._active - active:
             self._offline_since.pop(camera_id, None)
             self._alerted.discard(camera_id)
@@ -93,7 +93,7 @@ class HealthMonitor:
                 snapshot = self._health.setdefault(camera_id, {"camera_id": camera_id})
                 snapshot.update(
                     state=CameraState.OFFLINE,
-                    state_since_ms=wall_ms(),
+                    state_since_ms=now_ms(),
                     fps=0.0,
                     bitrate_bps=0.0,
                     last_error=f"recorder worker crashed (exit code {exit_code}); restarting",
@@ -102,7 +102,7 @@ class HealthMonitor:
     def all_stopped(self) -> None:
         with self._lock:
             for snapshot in self._health.values():
-                snapshot.update(state=CameraState.STOPPED, state_since_ms=wall_ms(), fps=0.0, bitrate_bps=0.0)
+                snapshot.update(state=CameraState.STOPPED, state_since_ms=now_ms(), fps=0.0, bitrate_bps=0.0)
 
     # What it writes -------------------------------------------------------------------------
     def update(self) -> None:
@@ -125,7 +125,7 @@ class HealthMonitor:
         rows = []
         for snapshot in snapshots:
             values = {k: v for k, v in snapshot.items() if k in _COLUMNS}
-            values.setdefault("state_since_ms", wall_ms())
+            values.setdefault("state_since_ms", now_ms())
             rows.append(values | {"updated_at": now})
         # At most two executemany statements, not one ORM merge per camera: with hundreds of
         # cameras this runs every couple of seconds.
@@ -151,7 +151,7 @@ class HealthMonitor:
     def check_offline_alerts(self) -> None:
         """Raise the alert of each camera offline for ``offline_alert_after_s``, clear that of
         each back online, and note when the next one falls due."""
-        now = wall_ms()
+        now = now_ms()
         after_ms = self.config.offline_alert_after_s * 1000
         next_due_ms: float | None = None
         snapshots = self.snapshot()
@@ -169,7 +169,7 @@ class HealthMonitor:
             elif camera_id not in self._alerted:
                 self._alerted.add(camera_id)
                 name = self._names.get(camera_id, str(camera_id))
-                started = datetime.fromtimestamp(since / 1000, UTC).isoformat(timespec="seconds")
+                started = iso_ms(since, "seconds")
                 why = snapshot.get("last_error") or "no video received"
                 raise_alert(
                     self.rt,

@@ -30,13 +30,14 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
+from pscs.clock import format_utc, ms_to_utc
 from pscs.db.base import utcnow
 from pscs.errors import Conflict
 from pscs.policy import decisions
@@ -91,7 +92,7 @@ class SweepReport:
 
     @property
     def cutoff(self) -> datetime:
-        return datetime.fromtimestamp(self.cutoff_ms / 1000, UTC)
+        return ms_to_utc(self.cutoff_ms)
 
 
 class RetentionSweeper:
@@ -117,7 +118,7 @@ class RetentionSweeper:
 
     def reason(self, cutoff_ms: int) -> str:
         days = self.rt.profile.retention.recording_days
-        when = datetime.fromtimestamp(cutoff_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        when = format_utc(cutoff_ms, seconds=False)
         return f"retention: older than {days} days (ended before {when}), S1"
 
     # ---------------------------------------------------------------------------------------

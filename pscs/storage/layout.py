@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
+
+from pscs.clock import ms_to_utc
 
 PARTIAL_SUFFIX = ".partial"
 QUARANTINE_DIR = ".quarantine"  # files reconcile could not index; still recordings (S1)
@@ -50,7 +51,7 @@ class SegmentPath:
 def segment_relpath(camera_id: int, start_ms: int, stream: str = Stream.MAIN) -> str:
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}")
-    when = datetime.fromtimestamp(start_ms / 1000, UTC)
+    when = ms_to_utc(start_ms)
     name = f"{start_ms}.mp4" if stream == Stream.MAIN else f"{start_ms}.{stream}.mp4"
     return f"{camera_id}/{when:%Y-%m-%d}/{when:%H}/{name}"
 

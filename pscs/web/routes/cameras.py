@@ -3,7 +3,6 @@ with cameras sees their health and the open alerts.  No video here: that needs a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from pscs.cameras import service as cameras
+from pscs.clock import iso_ms
 from pscs.recording.alerts import open_alerts
 from pscs.recording.models import CameraHealth
 from pscs.web import pages
@@ -48,20 +48,16 @@ class CameraChange(BaseModel):
     public_area_attested: Annotated[bool, Field(description="P0: needed again when a camera moves")] = False
 
 
-def _ms_iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
 def health_by_camera(request: Request) -> dict[int, dict[str, Any]]:
     with runtime_of(request).db.session() as s:
         rows = s.scalars(select(CameraHealth)).all()
     return {
         h.camera_id: {
             "state": h.state,
-            "since": _ms_iso(h.state_since_ms),
+            "since": iso_ms(h.state_since_ms),
             "fps": round(h.fps, 1),
             "bitrate_kbps": round(h.bitrate_bps / 1000),
-            "last_frame": _ms_iso(h.last_frame_ms),
+            "last_frame": iso_ms(h.last_frame_ms),
             "dropped_packets": h.dropped_packets,
             "reconnects": h.reconnects,
             "last_error": h.last_error,
