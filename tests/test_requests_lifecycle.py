@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from pscs.errors import InvalidInput, PolicyDenied
 from pscs.requests import service as requests
+from pscs.requests.log import log_csv
 from pscs.requests.pdf import blank_form_pdf, filled_form_pdf, log_pdf
 from pscs.retention import holds
 from pscs.retention.models import Hold
@@ -139,7 +140,7 @@ def test_S2_log_exports_as_csv_and_pdf_and_the_form_prints(sqlite_runtime: Runti
     file(rt, inv, cams, case_number="2026-5")
     requests.decide_request(rt, boss, a.number, approve=False, reason="duplicate")
     views = requests.list_requests(rt, boss)
-    csv_text = requests.log_csv(views)
+    csv_text = log_csv(views)
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("number,status,submitted_at") and len(lines) == 3
     assert lines[1].startswith("2026-0001,denied,") and "duplicate" in lines[1]

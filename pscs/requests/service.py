@@ -11,9 +11,6 @@ never on their own request.  Nothing is preserved without an approved request.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -391,54 +388,3 @@ def fulfil_request(
             details={"reason": f"fulfilled as evidence {item.number}", "provisional": True},
         )
     return get_request(rt, None, number)
-
-
-# The log, exported -------------------------------------------------------------------------------
-LOG_COLUMNS = (
-    "number",
-    "status",
-    "submitted_at",
-    "requester",
-    "requester_name",
-    "unit",
-    "case_number",
-    "reason",
-    "cameras",
-    "footage_from_utc",
-    "footage_to_utc",
-    "decided_by",
-    "decided_at",
-    "decision_reason",
-    "fulfilled_at",
-    "evidence_item_id",
-)
-
-
-def log_rows(views: list[RequestView]) -> Iterator[list[str]]:
-    for v in sorted(views, key=lambda v: v.number):
-        yield [
-            v.number,
-            v.status,
-            v.submitted_at.isoformat(),
-            v.requester,
-            v.requester_name,
-            v.unit,
-            v.case_number,
-            v.reason_label,
-            " ".join(map(str, v.camera_ids)),
-            iso_ms(v.start_ms),
-            iso_ms(v.end_ms),
-            v.decided_by or "",
-            v.decided_at.isoformat() if v.decided_at else "",
-            v.decision_reason or "",
-            v.fulfilled_at.isoformat() if v.fulfilled_at else "",
-            "" if v.evidence_item_id is None else str(v.evidence_item_id),
-        ]
-
-
-def log_csv(views: list[RequestView]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(LOG_COLUMNS)
-    writer.writerows(log_rows(views))
-    return buf.getvalue()

@@ -22,6 +22,7 @@ from starlette.routing import WebSocketRoute
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth import service as auth
+from pscs.auth.principal import Principal
 from pscs.errors import AuthenticationFailed, PolicyDenied
 from pscs.policy import decisions
 from pscs.policy.profile import PolicyProfile
@@ -157,6 +158,11 @@ def anonymous_actor(request: Request) -> Actor:
 
 def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def principal_of(request: Request) -> Principal:
+    """The signed-in caller of a role-declared route, as the services take it."""
+    return Principal.of_session(request.state.user, request.state.actor)
 
 
 def _deny(request: Request, actor: Actor, status_message: str, clause: str, reason: str) -> PolicyDenied:

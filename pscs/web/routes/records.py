@@ -20,12 +20,14 @@ from pscs.evidence import service as evidence
 from pscs.policy.decisions import epoch_ms
 from pscs.requests import pdf
 from pscs.requests import service as requests
+from pscs.requests.log import export_request_log, log_csv
 from pscs.retention import holds
-from pscs.retention.disposal import disposal_report, report_csv
+from pscs.retention.disposal import report_csv
 from pscs.retention.models import HOLD_REASONS
+from pscs.retention.report import read_disposal_report
 from pscs.runtime import Runtime
 from pscs.web import pages
-from pscs.web.access import any_role, permits, requires, role_rule, runtime_of
+from pscs.web.access import any_role, permits, principal_of, requires, role_rule, runtime_of
 
 router = APIRouter(tags=["records"])
 
@@ -316,19 +318,6 @@ def withdraw_disposal(request: Request, disposal_id: int, body: ReleaseBody) -> 
 
 
 # Disposal report and compliance -------------------------------------------------------------------
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _report(rt: Runtime, since: datetime | None, until: datetime | None):  # noqa: ANN202 - DisposalReport
-    until = _utc(until) or datetime.now(UTC)
-    since = _utc(since) or until - timedelta(days=30)
-    with rt.db.session() as s:
-        return disposal_report(s, rt.profile.department, rt.profile.retention.recording_days, since, until)
-
-
 @router.get("/api/v1/retention/disposals")
 @requires(LOG_READERS)
 def disposals(
@@ -338,14 +327,7 @@ def disposals(
     fmt: Annotated[Literal["json", "csv", "pdf"], Query(alias="format")] = "json",
 ) -> Any:
     """The periodic disposal report (S1; cf. CT form RC-075), as JSON, CSV or PDF."""
-    rt = runtime_of(request)
-    report = _report(rt, since, until)
-    rt.audit.record(
-        "retention.report",
-        request.state.actor,
-        clauses=("S1",),
-        details={"since": report.since.isoformat(), "until": report.until.isoformat(), "format": fmt},
-    )
+    report = read_disposal_report(runtime_of(request), principal_of(request), since=since, until=until, fmt=fmt)
     if fmt == "csv":
         return _attachment("".join(report_csv(report)), "text/csv", "pscs-disposals.csv")
     if fmt == "pdf":
@@ -567,32 +549,25 @@ def blank_form(request: Request) -> Response:
     )
 
 
+def _log_export(request: Request, fmt: Literal["csv", "pdf"], year: int | None) -> Response:
+    """The whole log leaves through the service, which decides who may and audits it."""
+    rt = runtime_of(request)
+    views = export_request_log(rt, principal_of(request), year=year, fmt=fmt)
+    if fmt == "csv":
+        return _attachment(log_csv(views), "text/csv", "storage-request-log.csv")
+    return _attachment(pdf.log_pdf(views, rt.profile.department), "application/pdf", "storage-request-log.pdf")
+
+
 @router.get("/records/requests/log.csv", include_in_schema=False)
 @requires(LOG_READERS)
-def log_csv(request: Request, year: int | None = None) -> Response:
-    rt = runtime_of(request)
-    views = requests.list_requests(rt, request.state.actor, year=year)
-    rt.audit.record(
-        "storage_request.log_export",
-        request.state.actor,
-        clauses=("S2",),
-        details={"format": "csv", "requests": len(views)},
-    )
-    return _attachment(requests.log_csv(views), "text/csv", "storage-request-log.csv")
+def log_csv_export(request: Request, year: int | None = None) -> Response:
+    return _log_export(request, "csv", year)
 
 
 @router.get("/records/requests/log.pdf", include_in_schema=False)
 @requires(LOG_READERS)
-def log_pdf(request: Request, year: int | None = None) -> Response:
-    rt = runtime_of(request)
-    views = requests.list_requests(rt, request.state.actor, year=year)
-    rt.audit.record(
-        "storage_request.log_export",
-        request.state.actor,
-        clauses=("S2",),
-        details={"format": "pdf", "requests": len(views)},
-    )
-    return _attachment(pdf.log_pdf(views, rt.profile.department), "application/pdf", "storage-request-log.pdf")
+def log_pdf_export(request: Request, year: int | None = None) -> Response:
+    return _log_export(request, "pdf", year)
 
 
 @router.get("/records/requests/{number}", include_in_schema=False)
@@ -693,10 +668,11 @@ def disposal_approve_form(request: Request, disposal_id: int) -> Response:
 @router.get("/records/disposals", include_in_schema=False)
 @requires(LOG_READERS)
 def disposals_page(request: Request, since: date | None = None, until: date | None = None) -> Response:
-    rt = runtime_of(request)
-    report = _report(
-        rt,
-        datetime.combine(since, datetime.min.time(), UTC) if since else None,
-        datetime.combine(until, datetime.min.time(), UTC) + timedelta(days=1) if until else None,
+    report = read_disposal_report(
+        runtime_of(request),
+        principal_of(request),
+        since=datetime.combine(since, datetime.min.time(), UTC) if since else None,
+        until=datetime.combine(until, datetime.min.time(), UTC) + timedelta(days=1) if until else None,
+        fmt="html",
     )
     return pages.render(request, "records_disposals.html", {"report": report})
