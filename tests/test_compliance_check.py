@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import text, update
 
+from pscs.auth.principal import principal_of_actor
 from pscs.compliance.check import run_compliance_check
 from pscs.config import Settings
 from pscs.install import init_installation
@@ -67,7 +68,7 @@ def test_S1_S2_holds_and_evidence_without_their_request_or_case_fail(sqlite_runt
     )
     req = requests.file_request(
         rt,
-        inv,
+        principal_of_actor(rt, inv),
         unit="Patrol",
         case_number="2026-2",
         camera_ids=cams,

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from pscs.auth.principal import principal_of_actor
 from pscs.compliance.check import run_compliance_check
 from pscs.errors import PolicyDenied
 from pscs.evidence import service as evidence
@@ -30,7 +31,7 @@ def approved_item(rt: Runtime, n_segments: int = 4) -> tuple[evidence.ItemView, 
     boss = user_actor(rt, "rick", ["records_commander"])
     req = requests.file_request(
         rt,
-        inv,
+        principal_of_actor(rt, inv),
         unit="Detectives",
         case_number="2026-777",
         camera_ids=cams,
@@ -41,7 +42,9 @@ def approved_item(rt: Runtime, n_segments: int = 4) -> tuple[evidence.ItemView, 
         attestation_name=full_name("erin"),
         now=T0 + timedelta(days=1),
     )
-    done = requests.decide_request(rt, boss, req.number, approve=True, now=T0 + timedelta(days=1))
+    done = requests.decide_request(
+        rt, principal_of_actor(rt, boss), req.number, approve=True, now=T0 + timedelta(days=1)
+    )
     return evidence.get_item(rt, done.evidence_item_id), [inv, boss]
 
 

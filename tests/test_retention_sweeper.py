@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pscs.audit.events import Actor
 from pscs.auth.models import User
+from pscs.auth.principal import Principal, principal_of_actor
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
 from pscs.errors import Conflict
@@ -431,7 +432,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
         """The oracle: what the test itself knows must survive (independent of the code's check)."""
         active = list(hold_ranges.values())
         for number in filed:
-            v = requests.get_request(rt, None, number)
+            v = requests.get_request(rt, Principal.system(), number)
             if v.status in ("submitted", "approved"):
                 active.extend((c, v.start_ms, v.end_ms) for c in v.camera_ids)
         return {
@@ -468,7 +469,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
             if lo < epoch_ms(now):
                 v = requests.file_request(
                     rt,
-                    inv,
+                    principal_of_actor(rt, inv),
                     unit="Detective Division",
                     case_number="P-2",
                     camera_ids=[cams[ci]],
@@ -482,8 +483,10 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
                 filed.append(v.number)
         elif kind == "decide" and filed:
             number = filed[op[1] % len(filed)]
-            if requests.get_request(rt, None, number).status == "submitted":
-                requests.decide_request(rt, boss, number, approve=op[2], reason="" if op[2] else "no case", now=now)
+            if requests.get_request(rt, Principal.system(), number).status == "submitted":
+                requests.decide_request(
+                    rt, principal_of_actor(rt, boss), number, approve=op[2], reason="" if op[2] else "no case", now=now
+                )
         elif kind == "advance":
             now += timedelta(days=op[1])
         if step < len(setup) - 1:

@@ -181,7 +181,7 @@ def request_list(
 
     rt = open_runtime()
     table = Table("number", "status", "submitted", "requester", "unit", "case", "cameras", "footage", "decided by")
-    for v in list_requests(rt, None, status=status, year=year):
+    for v in list_requests(rt, cli_principal(), status=status, year=year):
         table.add_row(
             v.number,
             v.status,
@@ -235,7 +235,7 @@ def request_form(
     from pscs.requests.service import get_request
 
     try:
-        view = get_request(rt, None, number)
+        view = get_request(rt, cli_principal(), number)
     except PscsError as exc:
         raise fail(exc.message, 2) from exc
     with rt.db.session() as s:
@@ -253,7 +253,7 @@ def request_fulfil(number: str) -> None:
 
     rt = open_runtime()
     try:
-        view = fulfil_request(rt, cli_actor(), number)
+        view = fulfil_request(rt, cli_principal(), number)
     except PscsError as exc:
         raise fail(exc.message, 2) from exc
     console.print(f"{view.number} is {view.status}; evidence item {view.evidence_item_id}")

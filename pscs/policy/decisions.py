@@ -348,15 +348,16 @@ def may_file_storage_request(user_roles: frozenset[str], profile: PolicyProfile)
     return Decision.deny("S2", "filing a storage request needs a video role")
 
 
-def reads_whole_request_log(user_roles: frozenset[str], profile: PolicyProfile) -> bool:
-    """S2: the log is the records commander's (the deciders'), and auditors read it all."""
-    return bool(user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}))
+def reads_whole_request_log(user_roles: frozenset[str], profile: PolicyProfile, *, system: bool = False) -> bool:
+    """S2: the log is the records commander's (the deciders'), and auditors read it all; so
+    does the installation itself (the ``pscs`` command on the server, whose user holds the
+    database)."""
+    return system or bool(user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}))
 
 
 def may_export_request_log(user_roles: frozenset[str], profile: PolicyProfile, *, system: bool = False) -> Decision:
-    """S2: the whole log leaves (CSV, PDF) only for those who read it all — and for the
-    installation itself (the ``pscs`` command on the server, whose user holds the database)."""
-    if system or reads_whole_request_log(user_roles, profile):
+    """S2: the whole log leaves (CSV, PDF) only for those who read it all."""
+    if reads_whole_request_log(user_roles, profile, system=system):
         return Decision.allow("S2")
     return Decision.deny("S2", "the storage request log is exported by: " + ", ".join(_log_readers(profile)))
 
@@ -365,9 +366,11 @@ def _log_readers(profile: PolicyProfile) -> list[str]:
     return sorted({*profile.approvals.storage_request, "auditor"})
 
 
-def may_see_request(username: str, user_roles: frozenset[str], requester: str, profile: PolicyProfile) -> Decision:
+def may_see_request(
+    username: str, user_roles: frozenset[str], requester: str, profile: PolicyProfile, *, system: bool = False
+) -> Decision:
     """S2: the log is the records commander's; a requester sees their own; auditors read all."""
-    if username == requester or reads_whole_request_log(user_roles, profile):
+    if username == requester or reads_whole_request_log(user_roles, profile, system=system):
         return Decision.allow("S2")
     return Decision.deny("S2", "only the requester, the records commander and auditors see this request")
 

@@ -40,7 +40,7 @@ def export_request_log(rt: Runtime, principal: Principal, *, year: int | None = 
         raise rt.audit.refusal(
             "storage_request.log_export", principal.actor, decision, object_type="storage_request_log", object_id=year
         )
-    views = list_requests(rt, None, year=year)  # the whole log: the decision above admits only its readers
+    views = list_requests(rt, principal, year=year)  # the whole log: only its readers get this far
     rt.audit.record(
         "storage_request.log_export",
         principal.actor,

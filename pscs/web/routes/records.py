@@ -20,7 +20,7 @@ from pscs.requests import service as requests
 from pscs.retention import holds
 from pscs.runtime import Runtime
 from pscs.web import pages
-from pscs.web.access import permits, requires, role_rule, runtime_of
+from pscs.web.access import permits, principal_of, requires, role_rule, runtime_of
 
 router = APIRouter(tags=["records"])
 
@@ -56,7 +56,7 @@ def see_other(location: str) -> RedirectResponse:
 def records_page(request: Request) -> Response:
     rt = runtime_of(request)
     user = request.state.user
-    mine = requests.list_requests(rt, request.state.actor)
+    mine = requests.list_requests(rt, principal_of(request))
     return pages.render(
         request,
         "records.html",

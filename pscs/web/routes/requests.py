@@ -27,7 +27,7 @@ router = APIRouter(tags=["storage requests"])
 @requires(READERS)
 def list_requests(request: Request, status: RequestStatus | None = None, year: int | None = None) -> dict[str, Any]:
     """The log for the records commander and auditors; anyone else sees their own requests."""
-    views = requests.list_requests(runtime_of(request), request.state.actor, status=status, year=year)
+    views = requests.list_requests(runtime_of(request), principal_of(request), status=status, year=year)
     return {"requests": [v.as_dict() for v in views]}
 
 
@@ -37,7 +37,7 @@ def submit_request(request: Request, body: NewRequest) -> dict[str, Any]:
     """File the storage request form (S2); a provisional hold is placed at once."""
     return requests.file_request(
         runtime_of(request),
-        request.state.actor,
+        principal_of(request),
         unit=body.unit,
         case_number=body.case_number,
         camera_ids=body.camera_ids,
@@ -52,7 +52,7 @@ def submit_request(request: Request, body: NewRequest) -> dict[str, Any]:
 @router.get("/api/v1/storage-requests/{number}")
 @requires(READERS)
 def get_request(request: Request, number: str) -> dict[str, Any]:
-    return requests.get_request(runtime_of(request), request.state.actor, number).as_dict()
+    return requests.get_request(runtime_of(request), principal_of(request), number).as_dict()
 
 
 @router.post("/api/v1/storage-requests/{number}/decision")
@@ -60,7 +60,7 @@ def get_request(request: Request, number: str) -> dict[str, Any]:
 def decide_request(request: Request, number: str, body: RequestDecision) -> dict[str, Any]:
     """Approve (the footage becomes evidence, S3) or deny with a reason."""
     return requests.decide_request(
-        runtime_of(request), request.state.actor, number, approve=body.approve, reason=body.reason
+        runtime_of(request), principal_of(request), number, approve=body.approve, reason=body.reason
     ).as_dict()
 
 
@@ -68,7 +68,7 @@ def decide_request(request: Request, number: str, body: RequestDecision) -> dict
 @requires(REQUEST_DECIDERS)
 def fulfil_request(request: Request, number: str) -> dict[str, Any]:
     """Retry the evidence intake of an approved request."""
-    return requests.fulfil_request(runtime_of(request), request.state.actor, number).as_dict()
+    return requests.fulfil_request(runtime_of(request), principal_of(request), number).as_dict()
 
 
 # Pages, forms and exports ------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def fulfil_request(request: Request, number: str) -> dict[str, Any]:
 @requires(READERS)
 def requests_page(request: Request, status: str = "") -> Response:
     rt = runtime_of(request)
-    views = requests.list_requests(rt, request.state.actor, status=status or None)
+    views = requests.list_requests(rt, principal_of(request), status=status or None)
     return pages.render(
         request,
         "requests.html",
@@ -158,14 +158,15 @@ def log_pdf_export(request: Request, year: int | None = None) -> Response:
 @requires(READERS)
 def request_page(request: Request, number: str) -> Response:
     rt = runtime_of(request)
-    view = requests.get_request(rt, request.state.actor, number)
+    caller = principal_of(request)
+    view = requests.get_request(rt, caller, number)
     return pages.render(
         request,
         "request_detail.html",
         {
             "r": view,
             "cameras": camera_names(rt),
-            "may_decide": requests.may_decide(rt, request.state.actor, view).allowed,
+            "may_decide": requests.may_decide(rt, caller, view).allowed,
         },
     )
 
@@ -174,7 +175,7 @@ def request_page(request: Request, number: str) -> Response:
 @requires(READERS)
 def filled_form(request: Request, number: str) -> Response:
     rt = runtime_of(request)
-    view = requests.get_request(rt, request.state.actor, number)
+    view = requests.get_request(rt, principal_of(request), number)
     rt.audit.record(
         "storage_request.print", request.state.actor, object_type="storage_request", object_id=number, clauses=("S2",)
     )
