@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from pscs.evidence import service as evidence
 from pscs.web import pages
-from pscs.web.access import permits, requires, runtime_of
+from pscs.web.access import permits, principal_of, requires, runtime_of
 from pscs.web.defs.evidence import DisposalProposal, DisposalProposalForm, Transfer, Withdrawal
 from pscs.web.routes.records import (
     CUSTODY,
@@ -61,7 +61,7 @@ def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> 
     """Propose destroying an item whose case is closed (S3); a second person approves."""
     return evidence.propose_disposal(
         runtime_of(request),
-        request.state.actor,
+        principal_of(request),
         item_id,
         case_reference=body.case_reference,
         case_closed_on=body.case_closed_on,
@@ -72,13 +72,13 @@ def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/approve")
 @requires(DISPOSAL_SECOND)
 def approve_disposal(request: Request, disposal_id: int) -> dict[str, Any]:
-    return evidence.approve_disposal(runtime_of(request), request.state.actor, disposal_id)
+    return evidence.approve_disposal(runtime_of(request), principal_of(request), disposal_id)
 
 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/withdraw")
 @requires(DISPOSAL_PROPOSERS)
 def withdraw_disposal(request: Request, disposal_id: int, body: Withdrawal) -> dict[str, Any]:
-    return evidence.withdraw_disposal(runtime_of(request), request.state.actor, disposal_id, body.reason)
+    return evidence.withdraw_disposal(runtime_of(request), principal_of(request), disposal_id, body.reason)
 
 
 # Pages and forms ----------------------------------------------------------------------------------

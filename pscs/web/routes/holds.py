@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pscs.retention import holds
 from pscs.retention.models import HOLD_REASONS
 from pscs.web import pages
-from pscs.web.access import any_role, permits, requires, runtime_of
+from pscs.web.access import any_role, permits, principal_of, requires, runtime_of
 from pscs.web.defs.common import to_ms
 from pscs.web.defs.holds import (
     HoldChange,
@@ -40,7 +40,7 @@ def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
     """Place a hold (S1): reason, case / docket / request number, cameras, time range."""
     return holds.place_hold(
         runtime_of(request),
-        request.state.actor,
+        principal_of(request),
         camera_ids=body.camera_ids,
         start_ms=to_ms(body.start),
         end_ms=to_ms(body.end),
@@ -61,7 +61,7 @@ def get_hold(request: Request, hold_id: int) -> dict[str, Any]:
 def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, Any]:
     return holds.change_hold(
         runtime_of(request),
-        request.state.actor,
+        principal_of(request),
         hold_id,
         camera_ids=body.camera_ids,
         start_ms=None if body.start is None else to_ms(body.start),
@@ -75,13 +75,13 @@ def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, A
 @router.post("/api/v1/holds/{hold_id}/reaffirm")
 @requires(HOLD_MANAGE)
 def reaffirm_hold(request: Request, hold_id: int, body: Reaffirmation) -> dict[str, Any]:
-    return holds.reaffirm_hold(runtime_of(request), request.state.actor, hold_id, body.note).as_dict()
+    return holds.reaffirm_hold(runtime_of(request), principal_of(request), hold_id, body.note).as_dict()
 
 
 @router.post("/api/v1/holds/{hold_id}/release")
 @requires(HOLD_MANAGE)
 def release_hold(request: Request, hold_id: int, body: Release) -> dict[str, Any]:
-    return holds.release_hold(runtime_of(request), request.state.actor, hold_id, body.reason).as_dict()
+    return holds.release_hold(runtime_of(request), principal_of(request), hold_id, body.reason).as_dict()
 
 
 @router.get("/api/v1/notices")
