@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import text, update
 
+from pscs.auth.principal import principal_of_actor
 from pscs.compliance.check import run_compliance_check
 from pscs.config import Settings
 from pscs.install import init_installation
@@ -32,7 +33,7 @@ def test_S1_unheld_footage_past_the_limit_plus_one_sweep_fails_and_names_it(runt
     inv = user_actor(runtime, "hal", ["investigator"])
     holds.place_hold(
         runtime,
-        inv,
+        principal_of_actor(runtime, inv),
         camera_ids=[cams[1]],
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -58,7 +59,7 @@ def test_S1_S2_holds_and_evidence_without_their_request_or_case_fail(sqlite_runt
     boss = user_actor(rt, "rhea", ["records_commander"])
     hold = holds.place_hold(
         rt,
-        inv,
+        principal_of_actor(rt, inv),
         camera_ids=cams,
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -67,7 +68,7 @@ def test_S1_S2_holds_and_evidence_without_their_request_or_case_fail(sqlite_runt
     )
     req = requests.file_request(
         rt,
-        inv,
+        principal_of_actor(rt, inv),
         unit="Patrol",
         case_number="2026-2",
         camera_ids=cams,

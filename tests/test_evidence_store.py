@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from pscs.auth.principal import principal_of_actor
 from pscs.compliance.check import run_compliance_check
 from pscs.errors import PolicyDenied
 from pscs.evidence import service as evidence
@@ -30,7 +31,7 @@ def approved_item(rt: Runtime, n_segments: int = 4) -> tuple[evidence.ItemView, 
     boss = user_actor(rt, "rick", ["records_commander"])
     req = requests.file_request(
         rt,
-        inv,
+        principal_of_actor(rt, inv),
         unit="Detectives",
         case_number="2026-777",
         camera_ids=cams,
@@ -41,7 +42,9 @@ def approved_item(rt: Runtime, n_segments: int = 4) -> tuple[evidence.ItemView, 
         attestation_name=full_name("erin"),
         now=T0 + timedelta(days=1),
     )
-    done = requests.decide_request(rt, boss, req.number, approve=True, now=T0 + timedelta(days=1))
+    done = requests.decide_request(
+        rt, principal_of_actor(rt, boss), req.number, approve=True, now=T0 + timedelta(days=1)
+    )
     return evidence.get_item(rt, done.evidence_item_id), [inv, boss]
 
 
@@ -128,21 +131,42 @@ def test_S3_disposal_needs_a_closed_case_the_records_commander_and_a_second_appr
         authority="Nolle entered 2026-06-01, docket K21N-CR26-0001; appeal period expired",
     )
     with pytest.raises(PolicyDenied):
-        evidence.propose_disposal(rt, inv, item.id, **kwargs)
+        evidence.propose_disposal(rt, principal_of_actor(rt, inv), item.id, **kwargs)
     with pytest.raises(PolicyDenied, match="closed"):
-        evidence.propose_disposal(rt, boss, item.id, **(kwargs | {"authority": " "}))
+        evidence.propose_disposal(rt, principal_of_actor(rt, boss), item.id, **(kwargs | {"authority": " "}))
     with pytest.raises(PolicyDenied, match="already be closed"):
-        evidence.propose_disposal(rt, boss, item.id, **kwargs, today=date(2026, 5, 1))
-    proposal = evidence.propose_disposal(rt, boss, item.id, **kwargs, today=date(2026, 7, 1))
+        evidence.propose_disposal(rt, principal_of_actor(rt, boss), item.id, **kwargs, today=date(2026, 5, 1))
+    proposal = evidence.propose_disposal(rt, principal_of_actor(rt, boss), item.id, **kwargs, today=date(2026, 7, 1))
     with pytest.raises(PolicyDenied, match="second"):
-        evidence.approve_disposal(rt, boss, proposal["id"])
+        evidence.approve_disposal(rt, principal_of_actor(rt, boss), proposal["id"])
     with pytest.raises(PolicyDenied):
-        evidence.approve_disposal(rt, inv, proposal["id"])
+        evidence.approve_disposal(rt, principal_of_actor(rt, inv), proposal["id"])
     assert evidence.verify_item(rt, None, item.id).ok  # still intact
-    done = evidence.approve_disposal(rt, sup, proposal["id"])
+    done = evidence.approve_disposal(rt, principal_of_actor(rt, sup), proposal["id"])
     assert done["status"] == "executed" and done["approved_by"] == "sue" and done["files_removed"] == 4
     after = evidence.get_item(rt, item.id)
     assert after.status == "disposed" and after.custody[-1].action == "disposal"
     assert after.disposals[0]["authority"].startswith("Nolle")  # recorded forever
     assert not list((rt.settings.evidence_path / "objects").rglob("*.mp4"))
     assert run_compliance_check(rt, now=T0 + timedelta(days=2)).ok
+
+
+def test_S3_a_refused_withdrawal_is_audited_and_the_proposal_stays(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    item, (inv, boss) = approved_item(rt)
+    proposal = evidence.propose_disposal(
+        rt,
+        principal_of_actor(rt, boss),
+        item.id,
+        case_reference="2026-777",
+        case_closed_on=date(2026, 6, 1),
+        authority="Nolle entered 2026-06-01",
+        today=date(2026, 7, 1),
+    )
+    with pytest.raises(PolicyDenied, match="proposer"):
+        evidence.withdraw_disposal(rt, principal_of_actor(rt, inv), proposal["id"], "not mine to withdraw")
+    [refusal] = rt.audit.search(action_prefix="evidence.disposal.withdraw")
+    assert (refusal.actor, refusal.outcome, refusal.object_id) == ("erin", "denied", str(item.id))
+    assert evidence.get_item(rt, item.id).disposals[0]["status"] == "proposed"
+    withdrawn = evidence.withdraw_disposal(rt, principal_of_actor(rt, boss), proposal["id"], "case reopened")
+    assert withdrawn["status"] == "withdrawn"

@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from pscs.auth.principal import Principal, principal_of_actor
 from pscs.errors import InvalidInput, PolicyDenied
 from pscs.requests import service as requests
+from pscs.requests.log import log_csv
 from pscs.requests.pdf import blank_form_pdf, filled_form_pdf, log_pdf
 from pscs.retention import holds
 from pscs.retention.models import Hold
@@ -30,7 +32,7 @@ def file(rt: Runtime, actor, cams, **overrides):  # noqa: ANN001, ANN201
         attestation_name=full_name(actor.username),
         now=T0 + timedelta(days=2),
     )
-    return requests.file_request(rt, actor, **(fields | overrides))
+    return requests.file_request(rt, principal_of_actor(rt, actor), **(fields | overrides))
 
 
 def test_S2_submitting_numbers_the_request_and_places_a_provisional_hold(runtime: Runtime) -> None:
@@ -64,7 +66,7 @@ def test_S2_the_form_must_be_complete_and_signed(sqlite_runtime: Runtime) -> Non
     with pytest.raises(PolicyDenied) as denied:
         file(rt, admin, cams)
     assert denied.value.clause == "S2"
-    assert requests.list_requests(rt, None) == []
+    assert requests.list_requests(rt, Principal.system()) == []
 
 
 def test_S2_only_the_records_commander_decides_and_never_their_own(sqlite_runtime: Runtime) -> None:
@@ -76,21 +78,21 @@ def test_S2_only_the_records_commander_decides_and_never_their_own(sqlite_runtim
     req = file(rt, inv, cams)
     for who in (inv, sup):
         with pytest.raises(PolicyDenied) as denied:
-            requests.decide_request(rt, who, req.number, approve=True)
+            requests.decide_request(rt, principal_of_actor(rt, who), req.number, approve=True)
         assert denied.value.clause == "S2"
     own = file(rt, boss, cams, case_number="2026-9")
     with pytest.raises(PolicyDenied, match="own"):
-        requests.decide_request(rt, boss, own.number, approve=True)
-    assert requests.get_request(rt, None, own.number).status == "submitted"
+        requests.decide_request(rt, principal_of_actor(rt, boss), own.number, approve=True)
+    assert requests.get_request(rt, Principal.system(), own.number).status == "submitted"
     denials = rt.audit.search(action_prefix="storage_request.approve", outcome="denied")
     assert len(denials) == 3 and all(e.clauses == "S2" for e in denials)
     # The requester sees their own request; another investigator does not.
     other = user_actor(rt, "ole", ["investigator"])
-    assert [v.number for v in requests.list_requests(rt, other)] == []
-    assert {v.number for v in requests.list_requests(rt, inv)} == {req.number}
-    assert {v.number for v in requests.list_requests(rt, boss)} == {req.number, own.number}
+    assert [v.number for v in requests.list_requests(rt, principal_of_actor(rt, other))] == []
+    assert {v.number for v in requests.list_requests(rt, principal_of_actor(rt, inv))} == {req.number}
+    assert {v.number for v in requests.list_requests(rt, principal_of_actor(rt, boss))} == {req.number, own.number}
     with pytest.raises(PolicyDenied):
-        requests.get_request(rt, other, req.number)
+        requests.get_request(rt, principal_of_actor(rt, other), req.number)
 
 
 def test_S2_denial_needs_a_reason_and_releases_the_provisional_hold(sqlite_runtime: Runtime) -> None:
@@ -101,12 +103,14 @@ def test_S2_denial_needs_a_reason_and_releases_the_provisional_hold(sqlite_runti
     boss = user_actor(rt, "rose", ["records_commander"])
     req = file(rt, inv, cams)
     with pytest.raises(InvalidInput, match="reason"):
-        requests.decide_request(rt, boss, req.number, approve=False, reason="  ")
-    denied = requests.decide_request(rt, boss, req.number, approve=False, reason="no case number on file")
+        requests.decide_request(rt, principal_of_actor(rt, boss), req.number, approve=False, reason="  ")
+    denied = requests.decide_request(
+        rt, principal_of_actor(rt, boss), req.number, approve=False, reason="no case number on file"
+    )
     assert denied.status == "denied" and denied.decision_reason == "no case number on file"
     assert denied.hold_status == "released" and denied.evidence_item_id is None
     with pytest.raises(PolicyDenied, match="already denied"):
-        requests.decide_request(rt, boss, req.number, approve=True)
+        requests.decide_request(rt, principal_of_actor(rt, boss), req.number, approve=True)
     # Nothing is preserved without an approved request: the footage now expires.
     assert RetentionSweeper(rt, clock=clock(T0 + timedelta(days=40))).run_once().deleted == 1
 
@@ -117,7 +121,9 @@ def test_S2_S3_approval_moves_the_footage_into_evidence_and_fulfils_the_request(
     inv = user_actor(runtime, "eve", ["investigator"])
     boss = user_actor(runtime, "ray", ["records_commander"])
     req = file(runtime, inv, cams)
-    done = requests.decide_request(runtime, boss, req.number, approve=True, now=T0 + timedelta(days=3))
+    done = requests.decide_request(
+        runtime, principal_of_actor(runtime, boss), req.number, approve=True, now=T0 + timedelta(days=3)
+    )
     assert done.status == "fulfilled" and done.decided_by == "ray" and done.evidence_item_id is not None
     assert done.hold_status == "released"
     with runtime.db.session() as s:
@@ -137,9 +143,9 @@ def test_S2_log_exports_as_csv_and_pdf_and_the_form_prints(sqlite_runtime: Runti
     boss = user_actor(rt, "rod", ["records_commander"])
     a = file(rt, inv, cams)
     file(rt, inv, cams, case_number="2026-5")
-    requests.decide_request(rt, boss, a.number, approve=False, reason="duplicate")
-    views = requests.list_requests(rt, boss)
-    csv_text = requests.log_csv(views)
+    requests.decide_request(rt, principal_of_actor(rt, boss), a.number, approve=False, reason="duplicate")
+    views = requests.list_requests(rt, principal_of_actor(rt, boss))
+    csv_text = log_csv(views)
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("number,status,submitted_at") and len(lines) == 3
     assert lines[1].startswith("2026-0001,denied,") and "duplicate" in lines[1]

@@ -155,3 +155,92 @@ def test_S2_playback_range_fills_in_the_request_form(sqlite_runtime: Runtime) ->
     expected_end = (T0 + timedelta(seconds=90 + 45 + 59)).strftime("%Y-%m-%dT%H:%M")
     assert f'name="start" type="datetime-local" required value="{expected_start}"' in page.text
     assert f'name="end" type="datetime-local" required value="{expected_end}"' in page.text
+
+
+def test_S1_S3_console_forms_call_the_same_services_as_the_api(sqlite_runtime: Runtime) -> None:
+    """Holds placed, re-affirmed and released, and evidence disposal proposed and approved,
+    through the console's forms (their fields as the pages post them)."""
+    rt = sqlite_runtime
+    [cam] = add_cameras(rt, 1)
+    add_segments(rt, cam, [T0_MS])
+    make_user(rt, "hana", ["investigator"])
+    make_user(rt, "rosa", ["records_commander"])
+    make_user(rt, "saul", ["supervisor"])
+    investigator = sign_in(client_for(rt), "hana")
+    token = csrf_of(investigator)
+
+    placed = investigator.post(
+        "/records/holds",
+        headers=HTML,
+        follow_redirects=False,
+        data={
+            "csrf_token": token,
+            "camera_ids": [str(cam)],
+            "start": "2026-03-01T00:00",
+            "end": "2026-03-02T00:00",
+            "reason": "litigation",
+            "reference": "CV-26-1234",
+            "description": "",
+        },
+    )
+    assert placed.status_code == 303, placed.text
+    hold_url = placed.headers["location"]
+    hold = investigator.get("/api/v1" + hold_url.removeprefix("/records")).json()
+    assert (hold["owner"], hold["reference"], hold["start"]) == ("hana", "CV-26-1234", T0.isoformat())
+    reaffirmed = investigator.post(
+        f"{hold_url}/reaffirm", headers=HTML, follow_redirects=False, data={"csrf_token": token, "note": "trial set"}
+    )
+    assert reaffirmed.status_code == 303 and reaffirmed.headers["location"] == hold_url
+    no_reason = investigator.post(f"{hold_url}/release", headers=HTML, data={"csrf_token": token, "reason": ""})
+    assert no_reason.status_code == 422 and "reason" in no_reason.text
+    released = investigator.post(
+        f"{hold_url}/release", headers=HTML, follow_redirects=False, data={"csrf_token": token, "reason": "settled"}
+    )
+    assert released.status_code == 303
+    assert investigator.get("/api/v1" + hold_url.removeprefix("/records")).json()["status"] == "released"
+    actions = [e.action for e in rt.audit.search(object_type="hold", object_id=str(hold["id"]))]
+    assert {"hold.create", "hold.reaffirm", "hold.release"} <= set(actions)
+
+    filed = investigator.post(
+        "/api/v1/storage-requests",
+        headers={"x-csrf-token": token},
+        json={
+            "unit": "Detective Division",
+            "case_number": "2026-000777",
+            "camera_ids": [cam],
+            "start": "2026-03-01T00:00:00Z",
+            "end": "2026-03-01T06:00:00Z",
+            "reason": "prosecution",
+            "narrative": "Assault, Main St",
+            "attestation_name": "Hana Tester",
+        },
+    ).json()
+    commander = sign_in(client_for(rt), "rosa")
+    commander.post(
+        f"/records/requests/{filed['number']}/decision",
+        headers=HTML,
+        data={"csrf_token": csrf_of(commander), "decision": "approve", "reason": ""},
+    )
+    item_id = commander.get(f"/api/v1/storage-requests/{filed['number']}").json()["evidence_item_id"]
+    proposed = commander.post(
+        f"/records/evidence/{item_id}/disposal",
+        headers=HTML,
+        follow_redirects=False,
+        data={
+            "csrf_token": csrf_of(commander),
+            "case_reference": "2026-000777",
+            "case_closed_on": "2026-06-01",
+            "authority": "Nolle, Superior Court",
+        },
+    )
+    assert proposed.status_code == 303 and proposed.headers["location"] == f"/records/evidence/{item_id}"
+    [disposal] = commander.get(f"/api/v1/evidence/{item_id}").json()["disposals"]
+    supervisor = sign_in(client_for(rt), "saul")
+    approved = supervisor.post(
+        f"/records/evidence/disposals/{disposal['id']}/approve",
+        headers=HTML,
+        follow_redirects=False,
+        data={"csrf_token": csrf_of(supervisor)},
+    )
+    assert approved.status_code == 303 and approved.headers["location"] == f"/records/evidence/{item_id}"
+    assert supervisor.get(f"/api/v1/evidence/{item_id}").json()["status"] == "disposed"

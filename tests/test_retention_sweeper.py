@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from pscs import startup
 from pscs.audit.events import Actor
 from pscs.auth.models import User
+from pscs.auth.principal import Principal, principal_of_actor
 from pscs.cameras.models import Camera
 from pscs.db.base import utcnow
 from pscs.errors import Conflict
@@ -150,7 +151,7 @@ def test_S1_sweep_destroys_expired_unheld_recordings_and_records_their_disposal(
     investigator = user_actor(runtime, "ivan", ["investigator"])
     held = holds.place_hold(
         runtime,
-        investigator,
+        principal_of_actor(runtime, investigator),
         camera_ids=[cam_a],
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -224,7 +225,7 @@ def test_S1_quarantined_files_are_destroyed_at_the_same_age_unless_protected(run
     stranger.write_text("not named like a recording: left alone")
     holds.place_hold(
         runtime,
-        user_actor(runtime, "ivan", ["investigator"]),
+        principal_of_actor(runtime, user_actor(runtime, "ivan", ["investigator"])),
         camera_ids=[cam_a],
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -259,7 +260,7 @@ def test_S1_hold_lapses_without_review_with_notice_to_owner_and_records_commande
     owner = user_actor(rt, "olga", ["investigator"])
     hold = holds.place_hold(
         rt,
-        owner,
+        principal_of_actor(rt, owner),
         camera_ids=[cam],
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -272,7 +273,9 @@ def test_S1_hold_lapses_without_review_with_notice_to_owner_and_records_commande
     first = RetentionSweeper(rt, clock=clock(T0 + timedelta(days=80))).run_once()
     assert first.reminders == [hold.id] and first.deleted == 0 and first.protected == 1
     # Re-affirmed on day 85: due on day 175.
-    again = holds.reaffirm_hold(rt, owner, hold.id, "trial set for autumn", now=T0 + timedelta(days=85))
+    again = holds.reaffirm_hold(
+        rt, principal_of_actor(rt, owner), hold.id, "trial set for autumn", now=T0 + timedelta(days=85)
+    )
     assert again.review_due_at == T0 + timedelta(days=175)
     assert RetentionSweeper(rt, clock=clock(T0 + timedelta(days=170))).run_once().deleted == 0
     # Not re-affirmed again: on day 176 it lapses, with notice, and the footage goes.
@@ -298,24 +301,48 @@ def test_S1_hold_rules(sqlite_runtime: Runtime) -> None:
     operator = user_actor(rt, "opal", ["operator"])
     with pytest.raises(InvalidInput, match="number"):
         holds.place_hold(
-            rt, owner, camera_ids=[cam], start_ms=T0_MS, end_ms=T0_MS + 1, reason="litigation", reference=" "
+            rt,
+            principal_of_actor(rt, owner),
+            camera_ids=[cam],
+            start_ms=T0_MS,
+            end_ms=T0_MS + 1,
+            reason="litigation",
+            reference=" ",
         )
     with pytest.raises(InvalidInput, match="reason"):
         holds.place_hold(
-            rt, owner, camera_ids=[cam], start_ms=T0_MS, end_ms=T0_MS + 1, reason="curiosity", reference="x"
+            rt,
+            principal_of_actor(rt, owner),
+            camera_ids=[cam],
+            start_ms=T0_MS,
+            end_ms=T0_MS + 1,
+            reason="curiosity",
+            reference="x",
         )
     with pytest.raises(PolicyDenied):
         holds.place_hold(
-            rt, operator, camera_ids=[cam], start_ms=T0_MS, end_ms=T0_MS + 1, reason="litigation", reference="x"
+            rt,
+            principal_of_actor(rt, operator),
+            camera_ids=[cam],
+            start_ms=T0_MS,
+            end_ms=T0_MS + 1,
+            reason="litigation",
+            reference="x",
         )
     hold = holds.place_hold(
-        rt, owner, camera_ids=[cam], start_ms=T0_MS, end_ms=T0_MS + DAY, reason="foi_request", reference="FOI-2026-17"
+        rt,
+        principal_of_actor(rt, owner),
+        camera_ids=[cam],
+        start_ms=T0_MS,
+        end_ms=T0_MS + DAY,
+        reason="foi_request",
+        reference="FOI-2026-17",
     )
     with pytest.raises(PolicyDenied):
-        holds.release_hold(rt, other, hold.id, "not mine")
-    changed = holds.change_hold(rt, boss, hold.id, end_ms=T0_MS + 2 * DAY, owner="otto")
+        holds.release_hold(rt, principal_of_actor(rt, other), hold.id, "not mine")
+    changed = holds.change_hold(rt, principal_of_actor(rt, boss), hold.id, end_ms=T0_MS + 2 * DAY, owner="otto")
     assert changed.owner == "otto" and changed.end_ms == T0_MS + 2 * DAY
-    released = holds.release_hold(rt, other, hold.id, "request answered")
+    released = holds.release_hold(rt, principal_of_actor(rt, other), hold.id, "request answered")
     assert released.status == "released"
     actions = [e.action for e in rt.audit.search(action_prefix="hold.")]
     assert {"hold.create", "hold.change", "hold.release"} <= set(actions)
@@ -343,7 +370,7 @@ def test_S1_a_hold_placed_while_a_deletion_is_in_flight_says_so(sqlite_runtime: 
     owner = user_actor(rt, "ines", ["investigator"])
     hold = holds.place_hold(
         rt,
-        owner,
+        principal_of_actor(rt, owner),
         camera_ids=[cam],
         start_ms=T0_MS,
         end_ms=T0_MS + DAY,
@@ -365,7 +392,7 @@ def test_S1_holds_also_stop_disk_pressure(sqlite_runtime: Runtime) -> None:
     owner = user_actor(rt, "pat", ["investigator"])
     holds.place_hold(
         rt,
-        owner,
+        principal_of_actor(rt, owner),
         camera_ids=[cam],
         start_ms=T0_MS,
         end_ms=T0_MS + 1,
@@ -497,7 +524,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
         """The oracle: what the test itself knows must survive (independent of the code's check)."""
         active = list(hold_ranges.values())
         for number in filed:
-            v = requests.get_request(rt, None, number)
+            v = requests.get_request(rt, Principal.system(), number)
             if v.status in ("submitted", "approved"):
                 active.extend((c, v.start_ms, v.end_ms) for c in v.camera_ids)
         return {
@@ -513,7 +540,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
             lo = base + day * DAY
             h = holds.place_hold(
                 rt,
-                inv,
+                principal_of_actor(rt, inv),
                 camera_ids=[cams[ci]],
                 start_ms=lo,
                 end_ms=lo + length * DAY,
@@ -526,7 +553,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
         elif kind == "release" and placed:
             hid = placed[op[1] % len(placed)]
             if hid in hold_ranges:
-                holds.release_hold(rt, inv, hid, "done", now=now)
+                holds.release_hold(rt, principal_of_actor(rt, inv), hid, "done", now=now)
                 del hold_ranges[hid]
         elif kind == "request":
             _, ci, day, length = op
@@ -534,7 +561,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
             if lo < epoch_ms(now):
                 v = requests.file_request(
                     rt,
-                    inv,
+                    principal_of_actor(rt, inv),
                     unit="Detective Division",
                     case_number="P-2",
                     camera_ids=[cams[ci]],
@@ -548,8 +575,10 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
                 filed.append(v.number)
         elif kind == "decide" and filed:
             number = filed[op[1] % len(filed)]
-            if requests.get_request(rt, None, number).status == "submitted":
-                requests.decide_request(rt, boss, number, approve=op[2], reason="" if op[2] else "no case", now=now)
+            if requests.get_request(rt, Principal.system(), number).status == "submitted":
+                requests.decide_request(
+                    rt, principal_of_actor(rt, boss), number, approve=op[2], reason="" if op[2] else "no case", now=now
+                )
         elif kind == "advance":
             now += timedelta(days=op[1])
         if step < len(setup) - 1:
@@ -653,7 +682,7 @@ def test_S1_kill_9_during_a_sweep_leaves_a_state_the_next_sweep_finishes(
     owner = user_actor(rt, "kim", ["investigator"])
     holds.place_hold(
         rt,
-        owner,
+        principal_of_actor(rt, owner),
         camera_ids=[cams[1]],
         start_ms=T0_MS + 6 * 60 * MIN,
         end_ms=T0_MS + 8 * 60 * MIN,

@@ -34,6 +34,12 @@ class Principal:
     def username(self) -> str:
         return self.actor.username
 
+    @property
+    def is_system(self) -> bool:
+        """A component of the installation itself (the ``pscs`` command on the server), not a
+        signed-in user: the edges build a user's principal only from a sign-in session."""
+        return self.actor.user_id is None
+
     @classmethod
     def of_session(cls, view: object, actor: Actor) -> Principal:
         """From a web request's sign-in session (``pscs.auth.service.SessionView``)."""

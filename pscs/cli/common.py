@@ -11,6 +11,7 @@ from rich.console import Console
 
 from pscs import startup
 from pscs.audit.events import Actor
+from pscs.auth.principal import Principal
 from pscs.config import get_settings
 from pscs.errors import PscsError
 from pscs.policy.profile import ProfileError
@@ -25,6 +26,13 @@ err = Console(stderr=True, soft_wrap=True)
 def cli_actor() -> Actor:
     """CLI actions are audited under the operating-system user who ran them."""
     return Actor(f"cli:{getpass.getuser()}", source_ip="local", user_agent="pscs-cli")
+
+
+def cli_principal() -> Principal:
+    """The command line acts as the installation itself, not as a signed-in user (no roles):
+    whoever runs it on the server already holds the database and the keys, so it reads the
+    records office's reports and the audit trail (the policy admits system principals)."""
+    return Principal(cli_actor())
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

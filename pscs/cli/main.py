@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pscs.cli.common import cli_actor, console, err, fail, open_runtime, run_domain
+from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_runtime, run_domain
 from pscs.config import get_settings
 from pscs.errors import PscsError
 from pscs.policy.profile import ROLES, ProfileError, load_profile
@@ -230,17 +230,11 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
-    from pscs.audit.log import verify_database
+    from pscs.audit.service import verify_trail
 
     rt = open_runtime()
-    key = (public_key or rt.audit_public_key_path).read_bytes()
-    result = verify_database(rt.db, key)
-    rt.audit.record(
-        "audit.verify",
-        cli_actor(),
-        clauses=("M1",),
-        details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked},
-    )
+    key = public_key.read_bytes() if public_key else None
+    result = run_domain(lambda: verify_trail(rt, cli_principal(), public_key_pem=key))
     if result.ok:
         console.print(
             f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints"
@@ -259,32 +253,21 @@ def audit_export(
 ) -> None:
     """Export events for an investigation's case file."""
     from pscs.audit.export import FORMATS, export_lines
+    from pscs.audit.service import export_events
 
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)
     rt = open_runtime()
-    since, until = _utc(since), _utc(until)
-    rt.audit.record(
-        "audit.export",
-        cli_actor(),
-        clauses=("M1",),
-        details={"since": str(since), "until": str(until), "format": fmt, "output": str(output or "-")},
+    rows = run_domain(
+        lambda: export_events(rt, cli_principal(), since=since, until=until, fmt=fmt, destination=str(output or "-"))
     )
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
-        for line in export_lines(rt.audit.iter_range(since, until), fmt):
+        for line in export_lines(rows, fmt):
             out.write(line)
     finally:
         if output:
             out.close()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @audit_app.command("pubkey")

@@ -8,15 +8,15 @@ here: the command line acts as the system (``cli:<os user>``).
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_runtime, run_domain
 from pscs.errors import PscsError
 
 retention_app = typer.Typer(help="Retention of recordings (S1): the sweeper and disposal records", no_args_is_help=True)
@@ -25,35 +25,9 @@ request_app = typer.Typer(help="Storage requests and the Records Commander's log
 evidence_app = typer.Typer(help="The evidence store (S3)", no_args_is_help=True)
 compliance_app = typer.Typer(help="Checks that the installation honours S1-S3 (and M1)", no_args_is_help=True)
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _main():  # noqa: ANN202 - the helpers of pscs.cli.main, imported late (it imports us)
-    from pscs.cli import main
-
-    return main
-
-
-def _runtime():  # noqa: ANN202
-    return _main().open_runtime()
-
-
-def _actor():  # noqa: ANN202
-    return _main().cli_actor()
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
 
 def _ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _write(output: Path | None, data: bytes | str) -> None:
@@ -75,8 +49,8 @@ def retention_run(
     """Destroy every recording older than the retention limit that nothing protects (S1)."""
     from pscs.retention.sweeper import RetentionSweeper
 
-    rt = _runtime()
-    sweeper = RetentionSweeper(rt, actor=_actor())
+    rt = open_runtime()
+    sweeper = RetentionSweeper(rt, actor=cli_actor())
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -128,29 +102,21 @@ def retention_report(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The periodic disposal report for the records office (S1; cf. CT form RC-075)."""
-    from pscs.retention.disposal import disposal_report, ms_iso, report_csv
+    from pscs.retention.disposal import ms_iso, report_csv
+    from pscs.retention.report import read_disposal_report
 
     if fmt not in ("table", "csv", "pdf"):
-        raise _fail("--format must be table, csv or pdf", 2)
-    rt = _runtime()
-    until = _aware(until) or datetime.now(UTC)
-    since = _aware(since) or until - timedelta(days=30)
-    with rt.db.session() as s:
-        report = disposal_report(s, rt.profile.department, rt.profile.retention.recording_days, since, until)
-    rt.audit.record(
-        "retention.report",
-        _actor(),
-        clauses=("S1",),
-        details={"since": since.isoformat(), "until": until.isoformat(), "format": fmt},
-    )
+        raise fail("--format must be table, csv or pdf", 2)
+    if fmt == "pdf" and output is None:
+        raise fail("a PDF needs --output FILE", 2)
+    rt = open_runtime()
+    report = run_domain(lambda: read_disposal_report(rt, cli_principal(), since=since, until=until, fmt=fmt))
     if fmt == "csv":
         _write(output, "".join(report_csv(report)))
         return
     if fmt == "pdf":
         from pscs.requests.pdf import disposal_report_pdf
 
-        if output is None:
-            raise _fail("a PDF needs --output FILE", 2)
         _write(output, disposal_report_pdf(report))
         return
     table = Table("camera", "location", "rule", "footage from", "to", "segments", "MB")
@@ -164,7 +130,7 @@ def retention_report(
             f"{line.segments:,}",
             f"{line.bytes / 1e6:,.1f}",
         )
-    console.print(f"Recordings destroyed {since:%Y-%m-%d} - {until:%Y-%m-%d} (UTC)")
+    console.print(f"Recordings destroyed {report.since:%Y-%m-%d} - {report.until:%Y-%m-%d} (UTC)")
     console.print(table)
     console.print(f"total: {report.segments:,} recordings, {report.bytes / 1e6:,.1f} MB")
 
@@ -178,7 +144,7 @@ def hold_list(
     """List holds and when each must next be re-affirmed."""
     from pscs.retention.holds import list_holds
 
-    rt = _runtime()
+    rt = open_runtime()
     table = Table("id", "reason", "reference", "cameras", "footage from", "to", "owner", "status", "review due")
     for h in list_holds(rt, status=status or None, camera_id=camera):
         table.add_row(
@@ -200,8 +166,8 @@ def hold_review() -> None:
     """Lapse overdue holds and send review reminders now (the sweeper also does this)."""
     from pscs.retention.holds import review_holds
 
-    rt = _runtime()
-    result = review_holds(rt, actor=_actor())
+    rt = open_runtime()
+    result = review_holds(rt, actor=cli_actor())
     console.print(f"lapsed: {result.lapsed or 'none'}; reminded: {result.reminded or 'none'}")
 
 
@@ -213,9 +179,9 @@ def request_list(
     """The Records Commander's log."""
     from pscs.requests.service import list_requests
 
-    rt = _runtime()
+    rt = open_runtime()
     table = Table("number", "status", "submitted", "requester", "unit", "case", "cameras", "footage", "decided by")
-    for v in list_requests(rt, None, status=status, year=year):
+    for v in list_requests(rt, cli_principal(), status=status, year=year):
         table.add_row(
             v.number,
             v.status,
@@ -237,22 +203,19 @@ def request_log(
     year: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Export the log (CSV, or PDF with --output)."""
-    from pscs.requests.service import list_requests, log_csv
+    from pscs.requests.log import export_request_log, log_csv
 
     if fmt not in ("csv", "pdf"):
-        raise _fail("--format must be csv or pdf", 2)
-    rt = _runtime()
-    views = list_requests(rt, None, year=year)
-    rt.audit.record(
-        "storage_request.log_export", _actor(), clauses=("S2",), details={"format": fmt, "requests": len(views)}
-    )
+        raise fail("--format must be csv or pdf", 2)
+    if fmt == "pdf" and output is None:
+        raise fail("a PDF needs --output FILE", 2)
+    rt = open_runtime()
+    views = run_domain(lambda: export_request_log(rt, cli_principal(), year=year, fmt=fmt))
     if fmt == "csv":
         _write(output, log_csv(views))
         return
     from pscs.requests.pdf import log_pdf
 
-    if output is None:
-        raise _fail("a PDF needs --output FILE", 2)
     _write(output, log_pdf(views, rt.profile.department))
 
 
@@ -264,7 +227,7 @@ def request_form(
     """Print the department's storage request form, blank or filled (S2)."""
     from pscs.requests.pdf import blank_form_pdf, filled_form_pdf
 
-    rt = _runtime()
+    rt = open_runtime()
     if number is None:
         _write(output, blank_form_pdf(rt.profile.department))
         return
@@ -272,12 +235,14 @@ def request_form(
     from pscs.requests.service import get_request
 
     try:
-        view = get_request(rt, None, number)
+        view = get_request(rt, cli_principal(), number)
     except PscsError as exc:
-        raise _fail(exc.message, 2) from exc
+        raise fail(exc.message, 2) from exc
     with rt.db.session() as s:
         names = {c.id: c.name for c in s.query(Camera).filter(Camera.id.in_(view.camera_ids))}
-    rt.audit.record("storage_request.print", _actor(), object_type="storage_request", object_id=number, clauses=("S2",))
+    rt.audit.record(
+        "storage_request.print", cli_actor(), object_type="storage_request", object_id=number, clauses=("S2",)
+    )
     _write(output, filled_form_pdf(view, rt.profile.department, names))
 
 
@@ -286,11 +251,11 @@ def request_fulfil(number: str) -> None:
     """Retry the evidence intake of an approved request (after a failure)."""
     from pscs.requests.service import fulfil_request
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
-        view = fulfil_request(rt, _actor(), number)
+        view = fulfil_request(rt, cli_principal(), number)
     except PscsError as exc:
-        raise _fail(exc.message, 2) from exc
+        raise fail(exc.message, 2) from exc
     console.print(f"{view.number} is {view.status}; evidence item {view.evidence_item_id}")
 
 
@@ -300,7 +265,7 @@ def evidence_list() -> None:
     """List evidence items."""
     from pscs.evidence.service import list_items
 
-    rt = _runtime()
+    rt = open_runtime()
     table = Table("id", "number", "request", "case", "cameras", "footage", "files", "MB", "status")
     for i in list_items(rt):
         table.add_row(
@@ -322,11 +287,11 @@ def evidence_verify(item: Annotated[int | None, typer.Argument(help="An item id 
     """Recompute every evidence file's SHA-256 and check the signed manifests; exit 1 on a mismatch."""
     from pscs.evidence.service import verify_all, verify_item
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
-        reports = [verify_item(rt, _actor(), item)] if item is not None else verify_all(rt, _actor())
+        reports = [verify_item(rt, cli_actor(), item)] if item is not None else verify_all(rt, cli_actor())
     except PscsError as exc:
-        raise _fail(exc.message, 2) from exc
+        raise fail(exc.message, 2) from exc
     bad = [p for r in reports for p in r.problems]
     for r in reports:
         console.print(f"{r.number}: {'ok' if r.ok else 'FAILED'} ({r.files_checked} files)")
@@ -346,11 +311,11 @@ def evidence_transfer(
     """Record a hand-over of an evidence item in its chain of custody."""
     from pscs.evidence.service import transfer
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
-        transfer(rt, _actor(), item, to=to, method=method, note=note)
+        transfer(rt, cli_actor(), item, to=to, method=method, note=note)
     except PscsError as exc:
-        raise _fail(exc.message, 2) from exc
+        raise fail(exc.message, 2) from exc
     console.print(f"transfer of item {item} to {to} recorded")
 
 
@@ -360,8 +325,8 @@ def compliance_check() -> None:
     """Exit 1, naming the footage, when anything violates S1-S3 or the audit trail is broken."""
     from pscs.compliance.check import run_compliance_check
 
-    rt = _runtime()
-    report = run_compliance_check(rt, _actor())
+    rt = open_runtime()
+    report = run_compliance_check(rt, cli_actor())
     for f in report.warnings:
         err.print(f"[yellow]warning {f.clause}:[/] {f.what}")
     for f in report.violations:

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
-from pscs.auth.principal import roles_of
+from pscs.auth.principal import Principal
 from pscs.db.base import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.evidence.models import (
@@ -575,17 +575,13 @@ def verify_all(rt: Runtime, actor: Actor | None) -> list[VerifyReport]:
 
 
 # Disposal (case closed; records commander + a second approver) ----------------------------------
-def _roles(rt: Runtime, actor: Actor) -> frozenset[str]:
-    return roles_of(rt, actor)
-
-
 def _deny(rt: Runtime, actor: Actor, action: str, item_id: int, decision: decisions.Decision) -> None:
     raise rt.audit.refusal(action, actor, decision, object_type="evidence", object_id=item_id)
 
 
 def propose_disposal(
     rt: Runtime,
-    actor: Actor,
+    caller: Principal,
     item_id: int,
     *,
     case_reference: str,
@@ -601,8 +597,9 @@ def propose_disposal(
                 EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == DisposalStatus.PROPOSED
             )
         )
+    actor = caller.actor
     decision = decisions.may_propose_evidence_disposal(
-        _roles(rt, actor), status, case_reference, authority, case_closed_on, today or utcnow().date(), rt.profile
+        caller.roles, status, case_reference, authority, case_closed_on, today or utcnow().date(), rt.profile
     )
     if not decision.allowed:
         _deny(rt, actor, "evidence.disposal.propose", item_id, decision)
@@ -628,19 +625,20 @@ def propose_disposal(
     return result
 
 
-def withdraw_disposal(rt: Runtime, actor: Actor, disposal_id: int, reason: str) -> dict[str, Any]:
+def withdraw_disposal(rt: Runtime, caller: Principal, disposal_id: int, reason: str) -> dict[str, Any]:
+    actor = caller.actor
     with rt.db.write() as s:
         d = s.get(EvidenceDisposal, disposal_id)
         if d is None:
             raise NotFound(f"no disposal authorisation {disposal_id}")
         if d.status != DisposalStatus.PROPOSED:
             raise Conflict(f"disposal authorisation {disposal_id} is {d.status}")
-        roles = _roles(rt, actor)
-        decision = decisions.may_withdraw_evidence_disposal(actor.username, roles, d.proposed_by, rt.profile)
-        if not decision.allowed:
-            raise PolicyDenied(decision.reason, decision.clause)
-        d.status = DisposalStatus.WITHDRAWN
+        decision = decisions.may_withdraw_evidence_disposal(caller.username, caller.roles, d.proposed_by, rt.profile)
+        if decision.allowed:
+            d.status = DisposalStatus.WITHDRAWN
         result = _disposal_dict(d)
+    if not decision.allowed:  # audited once the write above has ended
+        _deny(rt, actor, "evidence.disposal.withdraw", result["item_id"], decision)
     rt.audit.record(
         "evidence.disposal.withdraw",
         actor,
@@ -652,7 +650,7 @@ def withdraw_disposal(rt: Runtime, actor: Actor, disposal_id: int, reason: str) 
     return result
 
 
-def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, Any]:
+def approve_disposal(rt: Runtime, caller: Principal, disposal_id: int) -> dict[str, Any]:
     """The second approver's signature: the item's files are destroyed (those no other
     preserved item also holds), the item is marked disposed; every record stays."""
     with rt.db.session() as s:
@@ -660,7 +658,8 @@ def approve_disposal(rt: Runtime, actor: Actor, disposal_id: int) -> dict[str, A
         if d is None:
             raise NotFound(f"no disposal authorisation {disposal_id}")
         item_id, proposer, status = d.item_id, d.proposed_by, d.status
-    decision = decisions.may_approve_evidence_disposal(actor.username, _roles(rt, actor), proposer, rt.profile)
+    actor = caller.actor
+    decision = decisions.may_approve_evidence_disposal(caller.username, caller.roles, proposer, rt.profile)
     if not decision.allowed:
         _deny(rt, actor, "evidence.disposal.approve", item_id, decision)
     if status != DisposalStatus.PROPOSED:

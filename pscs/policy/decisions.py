@@ -370,6 +370,14 @@ def foi_response_due(received: date) -> date:
     return day
 
 
+def may_read_disposal_report(user_roles: frozenset[str], profile: PolicyProfile, *, system: bool = False) -> Decision:
+    """S1: the periodic disposal report is the records office's (the roles that keep the
+    storage request log) and the auditors'; the ``pscs`` command on the server reads it too."""
+    if system or reads_whole_request_log(user_roles, profile):
+        return Decision.allow("S1")
+    return Decision.deny("S1", "the disposal report is read by: " + ", ".join(_log_readers(profile)))
+
+
 # S2: storage requests --------------------------------------------------------------------------
 def may_file_storage_request(user_roles: frozenset[str], profile: PolicyProfile) -> Decision:
     if user_roles & frozenset(profile.video_roles):
@@ -377,14 +385,29 @@ def may_file_storage_request(user_roles: frozenset[str], profile: PolicyProfile)
     return Decision.deny("S2", "filing a storage request needs a video role")
 
 
-def reads_whole_request_log(user_roles: frozenset[str], profile: PolicyProfile) -> bool:
-    """S2: the log is the records commander's (the deciders'), and auditors read it all."""
-    return bool(user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}))
+def reads_whole_request_log(user_roles: frozenset[str], profile: PolicyProfile, *, system: bool = False) -> bool:
+    """S2: the log is the records commander's (the deciders'), and auditors read it all; so
+    does the installation itself (the ``pscs`` command on the server, whose user holds the
+    database)."""
+    return system or bool(user_roles & (frozenset(profile.approvals.storage_request) | {"auditor"}))
 
 
-def may_see_request(username: str, user_roles: frozenset[str], requester: str, profile: PolicyProfile) -> Decision:
+def may_export_request_log(user_roles: frozenset[str], profile: PolicyProfile, *, system: bool = False) -> Decision:
+    """S2: the whole log leaves (CSV, PDF) only for those who read it all."""
+    if reads_whole_request_log(user_roles, profile, system=system):
+        return Decision.allow("S2")
+    return Decision.deny("S2", "the storage request log is exported by: " + ", ".join(_log_readers(profile)))
+
+
+def _log_readers(profile: PolicyProfile) -> list[str]:
+    return sorted({*profile.approvals.storage_request, "auditor"})
+
+
+def may_see_request(
+    username: str, user_roles: frozenset[str], requester: str, profile: PolicyProfile, *, system: bool = False
+) -> Decision:
     """S2: the log is the records commander's; a requester sees their own; auditors read all."""
-    if username == requester or reads_whole_request_log(user_roles, profile):
+    if username == requester or reads_whole_request_log(user_roles, profile, system=system):
         return Decision.allow("S2")
     return Decision.deny("S2", "only the requester, the records commander and auditors see this request")
 
@@ -438,3 +461,15 @@ def may_approve_evidence_disposal(
     if username == proposer:
         return Decision.deny("S3", "evidence disposal needs a second approver, not the proposer")
     return Decision.allow("S3")
+
+
+# M1: the audit trail ----------------------------------------------------------------------------
+AUDIT_READERS = frozenset({"auditor"})
+
+
+def may_read_audit_trail(user_roles: frozenset[str], *, system: bool = False) -> Decision:
+    """M1: auditors search, export and verify the trail; so does the ``pscs`` command on the
+    server (its user holds the database and the checkpoint key already)."""
+    if system or user_roles & AUDIT_READERS:
+        return Decision.allow("M1")
+    return Decision.deny("M1", "the audit trail is read by: " + ", ".join(sorted(AUDIT_READERS)))

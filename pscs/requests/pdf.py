@@ -15,8 +15,9 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from pscs.requests.log import log_rows
 from pscs.requests.models import RequestStatus
-from pscs.requests.service import ATTESTATION, RequestView, iso_ms, log_rows
+from pscs.requests.service import ATTESTATION, RequestView, iso_ms
 from pscs.retention.models import HOLD_REASONS
 
 _styles = getSampleStyleSheet()

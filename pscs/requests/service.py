@@ -11,9 +11,6 @@ never on their own request.  Nothing is preserved without an approved request.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pscs.audit.events import Actor, Outcome
+from pscs.audit.events import Outcome
 from pscs.auth.models import User
-from pscs.auth.principal import roles_of
+from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
@@ -119,8 +116,8 @@ def _view(s: Session, r: StorageRequest) -> RequestView:
     )
 
 
-def _deny(rt: Runtime, actor: Actor, action: str, number: str | None, decision: decisions.Decision) -> None:
-    raise rt.audit.refusal(action, actor, decision, object_type="storage_request", object_id=number)
+def _deny(rt: Runtime, caller: Principal, action: str, number: str | None, decision: decisions.Decision) -> None:
+    raise rt.audit.refusal(action, caller.actor, decision, object_type="storage_request", object_id=number)
 
 
 def _norm(name: str) -> str:
@@ -129,7 +126,7 @@ def _norm(name: str) -> str:
 
 def file_request(
     rt: Runtime,
-    actor: Actor,
+    caller: Principal,
     *,
     unit: str,
     case_number: str,
@@ -143,9 +140,10 @@ def file_request(
 ) -> RequestView:
     """Submit the form: numbered in the log, with a provisional hold placed at once."""
     now = now or utcnow()
-    decision = decisions.may_file_storage_request(roles_of(rt, actor), rt.profile)
+    actor = caller.actor
+    decision = decisions.may_file_storage_request(caller.roles, rt.profile)
     if not decision.allowed:
-        _deny(rt, actor, "storage_request.submit", None, decision)
+        _deny(rt, caller, "storage_request.submit", None, decision)
     for label, value in (("unit", unit), ("case number", case_number), ("reason for the request", narrative)):
         if not value.strip():
             raise InvalidInput(f"the form needs the {label}")
@@ -255,19 +253,24 @@ def _by_number(s: Session, number: str) -> StorageRequest:
     return req
 
 
-def get_request(rt: Runtime, actor: Actor | None, number: str) -> RequestView:
-    """One request; ``actor`` None is the system (CLI, compliance)."""
+def _get(rt: Runtime, number: str) -> RequestView:
     with rt.db.session() as s:
-        view = _view(s, _by_number(s, number))
-    if actor is not None:
-        decision = decisions.may_see_request(actor.username, roles_of(rt, actor), view.requester, rt.profile)
-        if not decision.allowed:
-            _deny(rt, actor, "storage_request.read", number, decision)
+        return _view(s, _by_number(s, number))
+
+
+def get_request(rt: Runtime, caller: Principal, number: str) -> RequestView:
+    """One request, for its requester, the log's readers and the system (CLI, compliance)."""
+    view = _get(rt, number)
+    decision = decisions.may_see_request(
+        caller.username, caller.roles, view.requester, rt.profile, system=caller.is_system
+    )
+    if not decision.allowed:
+        _deny(rt, caller, "storage_request.read", number, decision)
     return view
 
 
 def list_requests(
-    rt: Runtime, actor: Actor | None, *, status: str | None = None, year: int | None = None
+    rt: Runtime, caller: Principal, *, status: str | None = None, year: int | None = None
 ) -> list[RequestView]:
     """The log (for the records commander and auditors); anyone else sees their own requests."""
     q = select(StorageRequest).order_by(StorageRequest.year.desc(), StorageRequest.seq.desc())
@@ -275,27 +278,27 @@ def list_requests(
         q = q.where(StorageRequest.status == status)
     if year:
         q = q.where(StorageRequest.year == year)
-    if actor is not None and not decisions.reads_whole_request_log(roles_of(rt, actor), rt.profile):
-        q = q.where(StorageRequest.requester_username == actor.username)
+    if not decisions.reads_whole_request_log(caller.roles, rt.profile, system=caller.is_system):
+        q = q.where(StorageRequest.requester_username == caller.username)
     with rt.db.session() as s:
         return [_view(s, r) for r in s.scalars(q)]
 
 
-def may_decide(rt: Runtime, actor: Actor, view: RequestView) -> decisions.Decision:
-    return decisions.may_decide_request(actor.username, roles_of(rt, actor), view.requester, view.status, rt.profile)
+def may_decide(rt: Runtime, caller: Principal, view: RequestView) -> decisions.Decision:
+    return decisions.may_decide_request(caller.username, caller.roles, view.requester, view.status, rt.profile)
 
 
 def decide_request(
-    rt: Runtime, actor: Actor, number: str, *, approve: bool, reason: str = "", now: datetime | None = None
+    rt: Runtime, caller: Principal, number: str, *, approve: bool, reason: str = "", now: datetime | None = None
 ) -> RequestView:
     """The records commander's decision.  Approval takes the footage into the evidence store
     at once (the request is then fulfilled); denial needs a reason and ends the hold."""
     now = now or utcnow()
-    with rt.db.session() as s:
-        current = _view(s, _by_number(s, number))
-    decision = may_decide(rt, actor, current)
+    actor = caller.actor
+    current = _get(rt, number)
+    decision = may_decide(rt, caller, current)
     if not decision.allowed:
-        _deny(rt, actor, "storage_request.approve" if approve else "storage_request.deny", number, decision)
+        _deny(rt, caller, "storage_request.approve" if approve else "storage_request.deny", number, decision)
     if not approve and not reason.strip():
         raise InvalidInput("a denial needs its reason")
     with rt.db.session() as s:
@@ -330,17 +333,18 @@ def decide_request(
             details={"reason": f"storage request {number} denied", "provisional": True},
         )
     if approve:
-        return fulfil_request(rt, actor, number, now=now, request_id=request_id)
-    return get_request(rt, None, number)
+        return fulfil_request(rt, caller, number, now=now, request_id=request_id)
+    return _get(rt, number)
 
 
 def fulfil_request(
-    rt: Runtime, actor: Actor, number: str, *, now: datetime | None = None, request_id: int | None = None
+    rt: Runtime, caller: Principal, number: str, *, now: datetime | None = None, request_id: int | None = None
 ) -> RequestView:
     """Take an approved request's footage into the evidence store (S3) and mark it fulfilled.
     A failure leaves the request approved, its hold in place, and the error on the request
     (``pscs request fulfil`` retries)."""
     now = now or utcnow()
+    actor = caller.actor
     with rt.db.session() as s:
         req = _by_number(s, number)
         if req.status != RequestStatus.APPROVED:
@@ -398,55 +402,4 @@ def fulfil_request(
             clauses=("S1", "S2"),
             details={"reason": f"fulfilled as evidence {item.number}", "provisional": True},
         )
-    return get_request(rt, None, number)
-
-
-# The log, exported -------------------------------------------------------------------------------
-LOG_COLUMNS = (
-    "number",
-    "status",
-    "submitted_at",
-    "requester",
-    "requester_name",
-    "unit",
-    "case_number",
-    "reason",
-    "cameras",
-    "footage_from_utc",
-    "footage_to_utc",
-    "decided_by",
-    "decided_at",
-    "decision_reason",
-    "fulfilled_at",
-    "evidence_item_id",
-)
-
-
-def log_rows(views: list[RequestView]) -> Iterator[list[str]]:
-    for v in sorted(views, key=lambda v: v.number):
-        yield [
-            v.number,
-            v.status,
-            v.submitted_at.isoformat(),
-            v.requester,
-            v.requester_name,
-            v.unit,
-            v.case_number,
-            v.reason_label,
-            " ".join(map(str, v.camera_ids)),
-            iso_ms(v.start_ms),
-            iso_ms(v.end_ms),
-            v.decided_by or "",
-            v.decided_at.isoformat() if v.decided_at else "",
-            v.decision_reason or "",
-            v.fulfilled_at.isoformat() if v.fulfilled_at else "",
-            "" if v.evidence_item_id is None else str(v.evidence_item_id),
-        ]
-
-
-def log_csv(views: list[RequestView]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(LOG_COLUMNS)
-    writer.writerows(log_rows(views))
-    return buf.getvalue()
+    return _get(rt, number)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor
 from pscs.auth.models import User
-from pscs.auth.principal import roles_of
+from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
 from pscs.db.base import utcnow
 from pscs.errors import InvalidInput, NotFound
@@ -189,7 +189,7 @@ def insert_hold(
 
 def place_hold(
     rt: Runtime,
-    actor: Actor,
+    caller: Principal,
     *,
     camera_ids: list[int] | set[int],
     start_ms: int,
@@ -200,7 +200,8 @@ def place_hold(
     now: datetime | None = None,
 ) -> HoldView:
     now = now or utcnow()
-    decision = decisions.may_place_hold(roles_of(rt, actor), rt.profile)
+    actor = caller.actor
+    decision = decisions.may_place_hold(caller.roles, rt.profile)
     if not decision.allowed:
         _denied(rt, actor, "hold.create", None, decision)
     with rt.db.write() as s:
@@ -269,14 +270,14 @@ def list_holds(
         return [_view(s, h, now) for h in s.scalars(q)]
 
 
-def _managed(rt: Runtime, actor: Actor, s: Session, hold_id: int, action: str) -> Hold:
+def _managed(rt: Runtime, caller: Principal, s: Session, hold_id: int, action: str) -> Hold:
     hold = _load(s, hold_id)
     decision = decisions.may_manage_hold(
-        actor.username, roles_of(rt, actor), hold.owner_username, hold.provisional, rt.profile
+        caller.username, caller.roles, hold.owner_username, hold.provisional, rt.profile
     )
     if not decision.allowed:
         s.rollback()
-        _denied(rt, actor, action, hold_id, decision)
+        _denied(rt, caller.actor, action, hold_id, decision)
     if hold.status != HoldStatus.ACTIVE:
         raise InvalidInput(f"hold {hold_id} is {hold.status}; place a new hold instead")
     return hold
@@ -284,7 +285,7 @@ def _managed(rt: Runtime, actor: Actor, s: Session, hold_id: int, action: str) -
 
 def change_hold(
     rt: Runtime,
-    actor: Actor,
+    caller: Principal,
     hold_id: int,
     *,
     reference: str | None = None,
@@ -297,8 +298,9 @@ def change_hold(
 ) -> HoldView:
     """Change an active hold; the audit event records the values before and after."""
     now = now or utcnow()
+    actor = caller.actor
     with rt.db.write() as s:
-        hold = _managed(rt, actor, s, hold_id, "hold.change")
+        hold = _managed(rt, caller, s, hold_id, "hold.change")
         before = _audit_details(_view(s, hold, now))
         cams = set(camera_ids) if camera_ids is not None else set(before["cameras"])
         new_start = hold.start_ms if start_ms is None else start_ms
@@ -332,12 +334,15 @@ def change_hold(
     return view
 
 
-def reaffirm_hold(rt: Runtime, actor: Actor, hold_id: int, note: str = "", *, now: datetime | None = None) -> HoldView:
+def reaffirm_hold(
+    rt: Runtime, caller: Principal, hold_id: int, note: str = "", *, now: datetime | None = None
+) -> HoldView:
     """S1 review: the owner confirms the hold is still needed; the next review is due in
     ``hold_review_days``."""
     now = now or utcnow()
+    actor = caller.actor
     with rt.db.write() as s:
-        hold = _managed(rt, actor, s, hold_id, "hold.reaffirm")
+        hold = _managed(rt, caller, s, hold_id, "hold.reaffirm")
         if actor.username != hold.owner_username:
             s.rollback()
             _denied(
@@ -364,13 +369,14 @@ def reaffirm_hold(rt: Runtime, actor: Actor, hold_id: int, note: str = "", *, no
     return view
 
 
-def release_hold(rt: Runtime, actor: Actor, hold_id: int, reason: str, *, now: datetime | None = None) -> HoldView:
+def release_hold(rt: Runtime, caller: Principal, hold_id: int, reason: str, *, now: datetime | None = None) -> HoldView:
     """End a hold: the footage it kept is then subject to retention again."""
     if not reason.strip():
         raise InvalidInput("say why the hold is released (e.g. the case was closed)")
     now = now or utcnow()
+    actor = caller.actor
     with rt.db.write() as s:
-        hold = _managed(rt, actor, s, hold_id, "hold.release")
+        hold = _managed(rt, caller, s, hold_id, "hold.release")
         _end(hold, HoldStatus.RELEASED, actor.username, reason, now)
         view = _view(s, hold, now)
     rt.audit.record(

@@ -17,7 +17,21 @@ from pscs.errors import PscsError
 from pscs.runtime import Runtime
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, wants_html
-from pscs.web.routes import account, admin, audit, cameras, purposes, records, system, video, zones
+from pscs.web.routes import (
+    account,
+    admin,
+    audit,
+    cameras,
+    evidence,
+    holds,
+    purposes,
+    records,
+    requests,
+    retention,
+    system,
+    video,
+    zones,
+)
 
 log = logging.getLogger("pscs.web")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -50,7 +64,21 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (system, account, admin, audit, cameras, purposes, video, zones, records):
+    for module in (
+        system,
+        account,
+        admin,
+        audit,
+        cameras,
+        purposes,
+        video,
+        zones,
+        records,
+        holds,
+        requests,
+        evidence,
+        retention,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

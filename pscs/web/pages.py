@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,13 @@ from pscs import __version__
 from pscs.web.access import AccessRule, Kind, iter_routes, rule_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _ms_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["ms_utc"] = _ms_utc  # footage times (epoch ms) as UTC, e.g. in the records pages
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from pscs.audit import service as audit
 from pscs.audit.export import event_dict, export_lines
-from pscs.audit.log import verify_database
+from pscs.policy.decisions import AUDIT_READERS
 from pscs.web import pages
-from pscs.web.access import roles, runtime_of
+from pscs.web.access import principal_of, roles, runtime_of
 
 router = APIRouter(tags=["audit"])
-auditor = roles("auditor")
+auditor = roles(*AUDIT_READERS)
 
 
 def _filters(
@@ -81,16 +82,10 @@ def export_events(
     fmt: Annotated[Literal["csv", "jsonl"], Query(alias="format")] = "csv",
 ) -> StreamingResponse:
     """All events in a time range, oldest first, for the case file."""
-    rt = runtime_of(request)
-    rt.audit.record(
-        "audit.export",
-        request.state.actor,
-        clauses=("M1",),
-        details={"since": str(since), "until": str(until), "format": fmt},
-    )
+    rows = audit.export_events(runtime_of(request), principal_of(request), since=since, until=until, fmt=fmt)
     media = "text/csv" if fmt == "csv" else "application/x-ndjson"
     return StreamingResponse(
-        export_lines(rt.audit.iter_range(since, until), fmt),
+        export_lines(rows, fmt),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="pscs-audit.{fmt}"'},
     )
@@ -100,14 +95,7 @@ def export_events(
 @auditor
 def verify(request: Request) -> dict[str, Any]:
     """Recompute the chain and the signed checkpoints."""
-    rt = runtime_of(request)
-    result = verify_database(rt.db, rt.audit_public_key_path.read_bytes())
-    rt.audit.record(
-        "audit.verify",
-        request.state.actor,
-        clauses=("M1",),
-        details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked},
-    )
+    result = audit.verify_trail(runtime_of(request), principal_of(request))
     return {
         "ok": result.ok,
         "events_checked": result.events_checked,
