@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.principal import Principal
 from pscs.db.base import utcnow
-from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from pscs.errors import Conflict, InvalidInput, NotFound
 from pscs.evidence.models import (
     CustodyAction,
     CustodyEvent,
