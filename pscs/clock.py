@@ -36,8 +36,16 @@ def utc_to_ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def iso_ms(ms: int | None, timespec: str = "milliseconds") -> str | None:
-    """ISO 8601 with offset (``2026-12-02T13:48:46.123+00:00``), for APIs and exports."""
+def as_utc(value: datetime | None) -> datetime | None:
+    """In UTC; a time given without a zone is UTC, whatever the server's own zone."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def iso_ms(ms: int | None, timespec: str = "auto") -> str | None:
+    """ISO 8601 with offset (``2026-12-02T13:48:46.123000+00:00``; ``timespec`` as
+    :meth:`datetime.isoformat`), for APIs, exports and signed manifests."""
     return None if ms is None else ms_to_utc(ms).isoformat(timespec=timespec)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from pscs.audit.models import AuditEventRow
 from pscs.auth.models import PolicyAcknowledgement, User, WebSession
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from tests.conftest import ADMIN_PASSWORD
 from tests.web_helpers import PASSWORD, PHONE, client_for, csrf_of, field_value, make_user, sign_in, submit_password
 

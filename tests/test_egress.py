@@ -22,6 +22,7 @@ from pscs.audit.events import Actor
 from pscs.auth import service as auth
 from pscs.auth.models import WebSession
 from pscs.auth.principal import Principal
+from pscs.clock import SetClock
 from pscs.runtime import Runtime
 from pscs.sim import CameraSpec, SimulatorServer
 from pscs.video import egress
@@ -298,3 +299,23 @@ def test_U1_a_player_whose_stream_stopped_is_told_why(sqlite_runtime):
     make_user(rt, "otto", ["operator"])
     other = sign_in(client_for(rt), "otto")
     assert other.get(f"/api/v1/views/{view.grant.id}").status_code == 404  # a view is its viewer's own
+
+
+def test_U1_a_view_follows_the_runtimes_clock_past_the_idle_lock(sqlite_runtime):
+    """Policy time is the runtime's clock: set past the sign-in session's idle limit, the
+    open playback ends (CJIS 5.5.5) and the session is over, without the test waiting."""
+    rt = sqlite_runtime
+    cam = register(rt, None, "cam1")
+    record_clock_segments(rt, cam, START_MS, 20, camera_name="cam1", segment_seconds=10, width=320, height=180)
+    client = operator_with_purpose(rt)
+    rt.clock = SetClock(rt.clock.now())
+    view = egress.open_playback(rt, principal_of_user(rt, "olga"), cam, START_MS)
+    chunks = view.chunks()
+    next(chunks)
+    rt.clock.advance(minutes=rt.profile.security.idle_lock_minutes, seconds=1)
+    view.grant._checked -= egress.RECHECK_S  # the next fragment is the next re-check
+    assert next(chunks, None) is None
+    view.close()
+    assert view.grant.end is not None and view.grant.end.clause == "CJIS-5.5.5"
+    assert "inactivity" in view.grant.end.reason
+    assert client.get(f"/api/v1/playback/{cam}/timeline").status_code == 401

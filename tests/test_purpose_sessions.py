@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from pscs.audit.events import Actor
 from pscs.cameras.service import add_camera
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.policy import decisions
 from pscs.purposes.models import PurposeSession
 from tests.conftest import ADMIN_PASSWORD

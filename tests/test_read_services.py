@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from pscs.audit.models import AuditEventRow
-from pscs.audit.service import export_events, verify_trail
 from pscs.auth.principal import Principal, principal_of_actor
 from pscs.cli.common import cli_actor
 from pscs.cli.main import app as cli_app
 from pscs.config import get_settings
 from pscs.errors import PolicyDenied
+from pscs.oversight.audit_trail import export_events, verify_trail
 from pscs.policy import decisions
 from pscs.requests.log import export_request_log
 from pscs.retention.report import read_disposal_report

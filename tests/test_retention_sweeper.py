@@ -29,7 +29,7 @@ from pscs.audit.events import Actor
 from pscs.auth.models import User
 from pscs.auth.principal import Principal, principal_of_actor
 from pscs.cameras.models import Camera
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.errors import Conflict
 from pscs.evidence.models import EvidenceFile
 from pscs.policy.decisions import epoch_ms

@@ -14,7 +14,7 @@ from sqlalchemy import CheckConstraint, Engine, create_engine, insert, inspect, 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pscs.auth.models import User
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.retention.models import Hold, HoldStatus
 from pscs.runtime import Runtime
 from pscs.schema.migrate import alembic_config, current_revision, upgrade

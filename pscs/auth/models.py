@@ -8,7 +8,8 @@ from enum import StrEnum
 from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pscs.db.base import Base, UTCDateTime, both_or_neither, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, both_or_neither, one_of
 
 
 class Stage(StrEnum):

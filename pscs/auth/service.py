@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.policy.profile import ROLES, profile_digest

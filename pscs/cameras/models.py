@@ -9,7 +9,8 @@ from enum import StrEnum
 from sqlalchemy import Boolean, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, one_of
 
 
 class CameraKind(StrEnum):

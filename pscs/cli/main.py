@@ -230,7 +230,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
-    from pscs.audit.service import verify_trail
+    from pscs.oversight.audit_trail import verify_trail
 
     rt = open_runtime()
     key = public_key.read_bytes() if public_key else None
@@ -253,7 +253,7 @@ def audit_export(
 ) -> None:
     """Export events for an investigation's case file."""
     from pscs.audit.export import FORMATS, export_lines
-    from pscs.audit.service import export_events
+    from pscs.oversight.audit_trail import export_events
 
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}", 2)

@@ -8,7 +8,7 @@ here: the command line acts as the system (``cli:<os user>``).
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_runtime, run_domain
+from pscs.clock import format_utc
 from pscs.errors import PscsError
 
 retention_app = typer.Typer(help="Retention of recordings (S1): the sweeper and disposal records", no_args_is_help=True)
@@ -24,10 +25,6 @@ hold_app = typer.Typer(help="Holds on footage (S1; FOI, litigation)", no_args_is
 request_app = typer.Typer(help="Storage requests and the Records Commander's log (S2)", no_args_is_help=True)
 evidence_app = typer.Typer(help="The evidence store (S3)", no_args_is_help=True)
 compliance_app = typer.Typer(help="Checks that the installation honours S1-S3 (and M1)", no_args_is_help=True)
-
-
-def _ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _write(output: Path | None, data: bytes | str) -> None:
@@ -71,8 +68,8 @@ def retention_run(
             str(camera_id),
             f"{t.deleted:,}",
             f"{t.bytes / 1e6:,.1f}",
-            _ms(t.from_ms) if t.from_ms is not None else "",
-            _ms(t.to_ms) if t.to_ms is not None else "",
+            format_utc(t.from_ms, seconds=False) if t.from_ms is not None else "",
+            format_utc(t.to_ms, seconds=False) if t.to_ms is not None else "",
             f"{t.protected:,}",
         )
     if report.cameras:
@@ -102,7 +99,7 @@ def retention_report(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The periodic disposal report for the records office (S1; cf. CT form RC-075)."""
-    from pscs.retention.disposal import ms_iso, report_csv
+    from pscs.retention.disposal import report_csv
     from pscs.retention.report import read_disposal_report
 
     if fmt not in ("table", "csv", "pdf"):
@@ -125,8 +122,8 @@ def retention_report(
             f"{line.camera_name} (#{line.camera_id})",
             line.location,
             line.rule,
-            ms_iso(line.from_ms),
-            ms_iso(line.to_ms),
+            format_utc(line.from_ms),
+            format_utc(line.to_ms),
             f"{line.segments:,}",
             f"{line.bytes / 1e6:,.1f}",
         )
@@ -152,8 +149,8 @@ def hold_list(
             h.reason_label,
             h.reference,
             " ".join(map(str, h.camera_ids)),
-            _ms(h.start_ms),
-            _ms(h.end_ms),
+            format_utc(h.start_ms, seconds=False),
+            format_utc(h.end_ms, seconds=False),
             h.owner,
             h.status + (" (provisional)" if h.provisional else ""),
             f"{h.review_due_at:%Y-%m-%d}" if h.review_due_at else f"with request {h.storage_request}",
@@ -190,7 +187,7 @@ def request_list(
             v.unit,
             v.case_number,
             " ".join(map(str, v.camera_ids)),
-            f"{_ms(v.start_ms)} - {_ms(v.end_ms)}",
+            f"{format_utc(v.start_ms, seconds=False)} - {format_utc(v.end_ms, seconds=False)}",
             v.decided_by or "",
         )
     console.print(table)
@@ -274,7 +271,7 @@ def evidence_list() -> None:
             i.request_number or "",
             i.case_number,
             " ".join(map(str, i.camera_ids)),
-            f"{_ms(i.start_ms)} - {_ms(i.end_ms)}",
+            f"{format_utc(i.start_ms, seconds=False)} - {format_utc(i.end_ms, seconds=False)}",
             str(i.files),
             f"{i.bytes / 1e6:,.1f}",
             i.status,

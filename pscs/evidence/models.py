@@ -9,7 +9,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of
 from pscs.storage.layout import Stream
 
 

@@ -24,7 +24,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.principal import Principal
-from pscs.db.base import utcnow
+from pscs.clock import iso_ms
 from pscs.errors import Conflict, InvalidInput, NotFound
 from pscs.evidence.models import (
     CustodyAction,
@@ -233,7 +233,7 @@ def record_custody(
             action=action,
             actor=actor.username,
             actor_id=actor.user_id,
-            at=utcnow(),
+            at=rt.clock.now(),
             details=canonical(details).decode(),
             audit_seq=seq,
         )
@@ -335,10 +335,6 @@ def _write_read_only(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _ms_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
 @dataclass(frozen=True)
 class IntakeOrder:
     """What an approved storage request (S2) asks the store to preserve."""
@@ -387,7 +383,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
             )
         )
         gaps = [
-            {"camera_id": g.camera_id, "from": _ms_iso(g.start_ms), "to": _ms_iso(g.end_ms), "reason": g.reason}
+            {"camera_id": g.camera_id, "from": iso_ms(g.start_ms), "to": iso_ms(g.end_ms), "reason": g.reason}
             for g in s.scalars(
                 select(RecordingGap)
                 .where(
@@ -407,7 +403,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
             sha, size, rel = _copy_into_store(root, source)
         except FileNotFoundError:
             missing.append(
-                {"camera_id": seg.camera_id, "from": _ms_iso(seg.start_ms), "to": _ms_iso(seg.end_ms), "path": seg.path}
+                {"camera_id": seg.camera_id, "from": iso_ms(seg.start_ms), "to": iso_ms(seg.end_ms), "path": seg.path}
             )
             continue
         if sha != seg.sha256:
@@ -429,7 +425,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
     files = [f for f in files if not (f["sha256"] in seen or seen.add(f["sha256"]))]
 
     signer = load_signer(rt.settings.keys_dir, EVIDENCE_KEY)
-    created_at = utcnow()
+    created_at = rt.clock.now()
     manifest = {
         "format": "pscs-evidence-manifest/1",
         "item": item_number(number),
@@ -437,8 +433,8 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
         "case_number": case_number,
         "department": rt.profile.department,
         "cameras": cameras,
-        "from": _ms_iso(start_ms),
-        "to": _ms_iso(end_ms),
+        "from": iso_ms(start_ms),
+        "to": iso_ms(end_ms),
         "created_at": created_at.isoformat(),
         "created_by": actor.username,
         "hash": "sha256",
@@ -548,7 +544,7 @@ def verify_item(rt: Runtime, actor: Actor | None, item_id: int) -> VerifyReport:
         if actual != f.sha256:
             report.problems.append(
                 f"{item.number}: evidence file {f.store_path} no longer matches its SHA-256 "
-                f"(camera {f.camera_id}, {_ms_iso(f.start_ms)})"
+                f"(camera {f.camera_id}, {iso_ms(f.start_ms)})"
             )
         if mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
             report.problems.append(f"{item.number}: evidence file {f.store_path} is writable (should be 0444)")
@@ -599,7 +595,7 @@ def propose_disposal(
         )
     actor = caller.actor
     decision = decisions.may_propose_evidence_disposal(
-        caller.roles, status, case_reference, authority, case_closed_on, today or utcnow().date(), rt.profile
+        caller.roles, status, case_reference, authority, case_closed_on, today or rt.clock.now().date(), rt.profile
     )
     if not decision.allowed:
         _deny(rt, actor, "evidence.disposal.propose", item_id, decision)
@@ -614,7 +610,7 @@ def propose_disposal(
             status=DisposalStatus.PROPOSED,
             proposed_by=actor.username,
             proposed_by_id=actor.user_id,
-            proposed_at=utcnow(),
+            proposed_at=rt.clock.now(),
         )
         s.add(d)
         s.flush()
@@ -690,7 +686,7 @@ def approve_disposal(rt: Runtime, caller: Principal, disposal_id: int) -> dict[s
                 path.unlink()
                 _fsync_dir(path.parent)
                 removed += 1
-        now = utcnow()
+        now = rt.clock.now()
         d.status, d.approved_by, d.approved_by_id, d.approved_at, d.files_removed = (
             DisposalStatus.EXECUTED,
             actor.username,

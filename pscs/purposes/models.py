@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pscs.db.base import Base, UTCDateTime, both_or_neither, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, both_or_neither
 
 
 class LocationDesignation(Base):

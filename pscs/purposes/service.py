@@ -17,7 +17,7 @@ from sqlalchemy import select
 from pscs.auth.principal import Principal
 from pscs.cameras.models import Camera
 from pscs.cameras.service import require_cameras
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.purposes.models import DesignatedCamera, LocationDesignation, PurposeSession

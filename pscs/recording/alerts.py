@@ -8,7 +8,6 @@ import logging
 from sqlalchemy import select
 
 from pscs.audit.events import Actor
-from pscs.db.base import utcnow
 from pscs.recording.models import Alert, AlertKind, AlertSeverity
 from pscs.runtime import Runtime
 
@@ -28,7 +27,9 @@ def raise_alert(
     with rt.db.write() as s:
         if _open(s, kind, camera_id) is not None:
             return None
-        alert = Alert(kind=kind, severity=severity, camera_id=camera_id, message=message[:500], raised_at=utcnow())
+        alert = Alert(
+            kind=kind, severity=severity, camera_id=camera_id, message=message[:500], raised_at=rt.clock.now()
+        )
         s.add(alert)
         s.flush()
         alert_id = alert.id
@@ -48,7 +49,7 @@ def clear_alert(rt: Runtime, kind: AlertKind, *, camera_id: int | None = None, a
         alert = _open(s, kind, camera_id)
         if alert is None:
             return False
-        alert.cleared_at = utcnow()
+        alert.cleared_at = rt.clock.now()
         alert_id = alert.id
     log.info("alert cleared: %s (camera %s)", kind, camera_id)
     rt.audit.record(

@@ -21,8 +21,7 @@ from sqlalchemy import bindparam, select
 
 from pscs.audit.events import Actor
 from pscs.cameras.sources import RecordingSource
-from pscs.clock import iso_ms, now_ms
-from pscs.db.base import utcnow
+from pscs.clock import iso_ms, now_ms, utcnow
 from pscs.recording.alerts import clear_alert, raise_alert
 from pscs.recording.camera import RecorderConfig
 from pscs.recording.models import AlertKind, AlertSeverity, CameraHealth, CameraState

@@ -13,7 +13,8 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pscs.cameras import models as camera_models  # noqa: F401 - registers "cameras"
-from pscs.db.base import Base, UTCDateTime, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, one_of
 from pscs.storage import models as storage_models  # noqa: F401 - registers the segment index
 
 

@@ -9,8 +9,9 @@ import io
 from collections.abc import Iterable, Iterator
 
 from pscs.auth.principal import Principal
+from pscs.clock import iso_ms
 from pscs.policy import decisions
-from pscs.requests.service import RequestView, iso_ms, list_requests
+from pscs.requests.service import RequestView, list_requests
 from pscs.runtime import Runtime
 
 LOG_COLUMNS = (

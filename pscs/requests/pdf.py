@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -15,9 +14,10 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from pscs.clock import format_utc, iso_ms, utcnow
 from pscs.requests.log import log_rows
 from pscs.requests.models import RequestStatus
-from pscs.requests.service import ATTESTATION, RequestView, iso_ms
+from pscs.requests.service import ATTESTATION, RequestView
 from pscs.retention.models import HOLD_REASONS
 
 _styles = getSampleStyleSheet()
@@ -56,7 +56,7 @@ def _build(flowables: list[Flowable], title: str, *, wide: bool = False) -> byte
         canvas.setFont("Helvetica", 7)
         canvas.drawString(0.6 * inch, 0.4 * inch, f"{title} - page {doc.page}")
         canvas.drawRightString(
-            size[0] - 0.6 * inch, 0.4 * inch, f"printed {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by pscs"
+            size[0] - 0.6 * inch, 0.4 * inch, f"printed {format_utc(utcnow(), seconds=False)} by pscs"
         )
         canvas.restoreState()
 
@@ -236,7 +236,6 @@ def log_pdf(views: Iterable[RequestView], department: str) -> bytes:
 
 # The disposal report ----------------------------------------------------------------------------
 def disposal_report_pdf(report) -> bytes:  # noqa: ANN001 - pscs.retention.disposal.DisposalReport
-    from pscs.retention.disposal import ms_iso
 
     title = "Records disposal report - Public Safety Camera System recordings"
     intro = (
@@ -257,8 +256,8 @@ def disposal_report_pdf(report) -> bytes:  # noqa: ANN001 - pscs.retention.dispo
                     f"{line.camera_name} (#{line.camera_id})",
                     line.location,
                     line.rule,
-                    ms_iso(line.from_ms),
-                    ms_iso(line.to_ms),
+                    format_utc(line.from_ms),
+                    format_utc(line.to_ms),
                     f"{line.segments:,}",
                     f"{line.bytes / 1e6:,.1f}",
                     f"{line.first_disposed:%Y-%m-%d} - {line.last_disposed:%Y-%m-%d}",

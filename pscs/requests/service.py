@@ -12,7 +12,7 @@ never on their own request.  Nothing is preserved without an approved request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,7 +23,7 @@ from pscs.audit.events import Outcome
 from pscs.auth.models import User
 from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
-from pscs.db.base import utcnow
+from pscs.clock import iso_ms
 from pscs.errors import InvalidInput, NotFound, PolicyDenied
 from pscs.evidence.models import EvidenceItem
 from pscs.evidence.service import IntakeOrder, intake
@@ -74,10 +74,6 @@ class RequestView:
         for key in ("submitted_at", "decided_at", "fulfilled_at"):
             d[key] = d[key].isoformat() if d[key] else None
         return d
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def _view(s: Session, r: StorageRequest) -> RequestView:
@@ -139,7 +135,7 @@ def file_request(
     now: datetime | None = None,
 ) -> RequestView:
     """Submit the form: numbered in the log, with a provisional hold placed at once."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     decision = decisions.may_file_storage_request(caller.roles, rt.profile)
     if not decision.allowed:
@@ -293,7 +289,7 @@ def decide_request(
 ) -> RequestView:
     """The records commander's decision.  Approval takes the footage into the evidence store
     at once (the request is then fulfilled); denial needs a reason and ends the hold."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     current = _get(rt, number)
     decision = may_decide(rt, caller, current)
@@ -343,7 +339,7 @@ def fulfil_request(
     """Take an approved request's footage into the evidence store (S3) and mark it fulfilled.
     A failure leaves the request approved, its hold in place, and the error on the request
     (``pscs request fulfil`` retries)."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     with rt.db.session() as s:
         req = _by_number(s, number)

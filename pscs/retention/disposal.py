@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.cameras.models import Camera
+from pscs.clock import format_utc
 from pscs.storage.models import DisposalRecord
 
 
@@ -112,10 +113,6 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def ms_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 REPORT_COLUMNS = (
     "camera_id",
     "camera",
@@ -141,8 +138,8 @@ def report_csv(report: DisposalReport) -> Iterator[str]:
                 line.camera_name,
                 line.location,
                 line.rule,
-                ms_iso(line.from_ms),
-                ms_iso(line.to_ms),
+                format_utc(line.from_ms),
+                format_utc(line.to_ms),
                 line.segments,
                 line.bytes,
                 line.first_disposed.isoformat(),

@@ -27,7 +27,7 @@ from pscs.audit.events import Actor
 from pscs.auth.models import User
 from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
-from pscs.db.base import utcnow
+from pscs.clock import iso_ms, utcnow
 from pscs.errors import InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.retention.models import HOLD_REASONS, REFERENCE_LABELS, Hold, HoldCamera, HoldStatus, Notice, NoticeKind
@@ -63,17 +63,11 @@ class HoldView:
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["camera_ids"] = list(self.camera_ids)
-        d["start"] = _iso_ms(self.start_ms)
-        d["end"] = _iso_ms(self.end_ms)
+        d["start"] = iso_ms(self.start_ms)
+        d["end"] = iso_ms(self.end_ms)
         for key in ("created_at", "last_reviewed_at", "review_due_at", "ended_at"):
             d[key] = d[key].isoformat() if d[key] else None
         return d
-
-
-def _iso_ms(ms: int) -> str:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 RequestNumber = Callable[[Session, int], str | None]  # a storage request's id -> its number
@@ -199,7 +193,7 @@ def place_hold(
     description: str = "",
     now: datetime | None = None,
 ) -> HoldView:
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     decision = decisions.may_place_hold(caller.roles, rt.profile)
     if not decision.allowed:
@@ -266,7 +260,7 @@ def list_holds(
     if camera_id is not None:
         q = q.where(Hold.id.in_(select(HoldCamera.hold_id).where(HoldCamera.camera_id == camera_id)))
     with rt.db.session() as s:
-        now = utcnow()
+        now = rt.clock.now()
         return [_view(s, h, now) for h in s.scalars(q)]
 
 
@@ -297,7 +291,7 @@ def change_hold(
     now: datetime | None = None,
 ) -> HoldView:
     """Change an active hold; the audit event records the values before and after."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     with rt.db.write() as s:
         hold = _managed(rt, caller, s, hold_id, "hold.change")
@@ -339,7 +333,7 @@ def reaffirm_hold(
 ) -> HoldView:
     """S1 review: the owner confirms the hold is still needed; the next review is due in
     ``hold_review_days``."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     with rt.db.write() as s:
         hold = _managed(rt, caller, s, hold_id, "hold.reaffirm")
@@ -373,7 +367,7 @@ def release_hold(rt: Runtime, caller: Principal, hold_id: int, reason: str, *, n
     """End a hold: the footage it kept is then subject to retention again."""
     if not reason.strip():
         raise InvalidInput("say why the hold is released (e.g. the case was closed)")
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = caller.actor
     with rt.db.write() as s:
         hold = _managed(rt, caller, s, hold_id, "hold.release")
@@ -416,7 +410,7 @@ class ReviewResult:
 def review_holds(rt: Runtime, *, now: datetime | None = None, actor: Actor | None = None) -> ReviewResult:
     """Lapse the holds whose review is overdue and remind the owners of those due soon; each
     sends a notice to the owner and the records commander and is audited."""
-    now = now or utcnow()
+    now = now or rt.clock.now()
     actor = actor or Actor.system("retention")
     lapsed: list[tuple[int, dict[str, Any]]] = []
     reminded: list[int] = []

@@ -13,7 +13,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of
 
 HOLD_REASONS: dict[str, str] = {
     "criminal_investigation": "Criminal investigation",

@@ -4,21 +4,15 @@ audited, here.  The edges only format what :func:`read_disposal_report` returns.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pscs.auth.principal import Principal
+from pscs.clock import as_utc
 from pscs.policy import decisions
 from pscs.retention.disposal import DisposalReport, disposal_report
 from pscs.runtime import Runtime
 
 DEFAULT_PERIOD = timedelta(days=30)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A time given without a zone is UTC (the report is kept in UTC)."""
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def read_disposal_report(
@@ -31,8 +25,8 @@ def read_disposal_report(
         raise rt.audit.refusal(
             "retention.report", principal.actor, decision, object_type="disposal_report", object_id=None
         )
-    until = _utc(until) or datetime.now(UTC)
-    since = _utc(since) or until - DEFAULT_PERIOD
+    until = as_utc(until) or rt.clock.now()
+    since = as_utc(since) or until - DEFAULT_PERIOD
     with rt.db.session() as s:
         report = disposal_report(s, rt.profile.department, rt.profile.retention.recording_days, since, until)
     rt.audit.record(

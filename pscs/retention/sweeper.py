@@ -37,8 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pscs.audit.events import Actor, Outcome
 from pscs.cameras.models import Camera
-from pscs.clock import format_utc, ms_to_utc
-from pscs.db.base import utcnow
+from pscs.clock import format_utc, ms_to_utc, utcnow
 from pscs.errors import Conflict
 from pscs.policy import decisions
 from pscs.retention.holds import review_holds

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.storage.models import DisposalRecord
 
 # (camera_id, start_ms, end_ms, bytes, reason, requested_by)

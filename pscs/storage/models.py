@@ -13,7 +13,8 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pscs.cameras import models as _cameras  # noqa: F401 - the table these rows' camera_id refers to
-from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, ends_after_start, one_of
 from pscs.storage.layout import Stream
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.db.engine import Database
 from pscs.storage.layout import Stream
 from pscs.storage.models import RecordingGap, Segment

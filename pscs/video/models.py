@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pscs.db.base import Base, UTCDateTime, one_of, utcnow
+from pscs.clock import utcnow
+from pscs.db.base import Base, UTCDateTime, one_of
 from pscs.purposes import models as purpose_models  # noqa: F401 - registers the purpose tables
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from pscs.auth.principal import Principal
 from pscs.cameras.models import Camera
-from pscs.db.base import utcnow
+from pscs.clock import utcnow
 from pscs.errors import Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
 from pscs.runtime import Runtime

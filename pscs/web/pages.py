@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from pscs import __version__
+from pscs.clock import format_utc
 from pscs.web.access import AccessRule, Kind, iter_routes, rule_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def _ms_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-templates.env.filters["ms_utc"] = _ms_utc  # footage times (epoch ms) as UTC, e.g. in the records pages
+templates.env.filters["ms_utc"] = format_utc  # footage times (epoch ms) as UTC, e.g. in the records pages
 
 
 @dataclass(frozen=True)

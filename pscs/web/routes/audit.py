@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from pscs.audit import service as audit
 from pscs.audit.export import event_dict, export_lines
+from pscs.oversight import audit_trail as audit
 from pscs.policy.decisions import AUDIT_READERS
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of

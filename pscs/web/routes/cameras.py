@@ -54,10 +54,10 @@ def health_by_camera(request: Request) -> dict[int, dict[str, Any]]:
     return {
         h.camera_id: {
             "state": h.state,
-            "since": iso_ms(h.state_since_ms),
+            "since": iso_ms(h.state_since_ms, "milliseconds"),
             "fps": round(h.fps, 1),
             "bitrate_kbps": round(h.bitrate_bps / 1000),
-            "last_frame": iso_ms(h.last_frame_ms),
+            "last_frame": iso_ms(h.last_frame_ms, "milliseconds"),
             "dropped_packets": h.dropped_packets,
             "reconnects": h.reconnects,
             "last_error": h.last_error,

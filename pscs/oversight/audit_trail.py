@@ -6,13 +6,14 @@ allowed or refused, is itself audited, here.  The edges only write out what is r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pscs.audit.chain import VerifyResult
 from pscs.audit.export import FORMATS
 from pscs.audit.log import verify_database
 from pscs.audit.models import AuditEventRow
 from pscs.auth.principal import Principal
+from pscs.clock import as_utc
 from pscs.errors import InvalidInput
 from pscs.policy import decisions
 from pscs.runtime import Runtime
@@ -23,11 +24,6 @@ def _decide(rt: Runtime, principal: Principal, action: str) -> decisions.Decisio
     if not decision.allowed:
         raise rt.audit.refusal(action, principal.actor, decision, object_type="audit_trail", object_id=None)
     return decision
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A time given without a zone is UTC, whatever the server's own zone."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def export_events(
@@ -45,7 +41,7 @@ def export_events(
     decision = _decide(rt, principal, "audit.export")
     if fmt not in FORMATS:
         raise InvalidInput(f"the format must be one of {', '.join(FORMATS)}")
-    since, until = _utc(since), _utc(until)
+    since, until = as_utc(since), as_utc(until)
     rt.audit.record(
         "audit.export",
         principal.actor,
