@@ -421,7 +421,7 @@ def test_S1_a_process_missing_a_protection_source_deletes_nothing(
     ids = add_segments(rt, cam, [T0_MS, T0_MS + DAY])
     holds.place_hold(
         rt,
-        user_actor(rt, "ivan", ["investigator"]),
+        principal_of_actor(rt, user_actor(rt, "ivan", ["investigator"])),
         camera_ids=[cam],
         start_ms=T0_MS,
         end_ms=T0_MS + 1,
