@@ -45,6 +45,7 @@ def export_events(
     rt.audit.record(
         "audit.export",
         principal.actor,
+        object_type="audit_trail",
         clauses=(decision.clause,),
         details={"since": str(since), "until": str(until), "format": fmt}
         | ({"output": destination} if destination else {}),
@@ -61,6 +62,7 @@ def verify_trail(rt: Runtime, principal: Principal, *, public_key_pem: bytes | N
     rt.audit.record(
         "audit.verify",
         principal.actor,
+        object_type="audit_trail",
         clauses=(decision.clause,),
         details={"ok": result.ok, "first_bad_seq": result.first_bad_seq, "events": result.events_checked},
     )
