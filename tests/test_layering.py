@@ -260,3 +260,25 @@ def test_no_cycle_between_packages() -> None:
         + "".join(f"    {i}\n" for i in chain)
         for chain in found
     )
+
+
+# Refusals ---------------------------------------------------------------------------------------
+# Where a PolicyDenied may be made: the audit trail's refusal helper, and the access gate
+# (which audits "access.denied" itself); anywhere else it would leave pscs unaudited.
+REFUSAL_MAKERS = {"pscs/audit/log.py", "pscs/web/access.py", "pscs/errors.py"}
+
+
+def test_every_refusal_is_audited_through_one_helper() -> None:
+    made = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "PolicyDenied"
+            ):
+                made.append(f"{rel}:{node.lineno}")
+    assert made, "the reader found no PolicyDenied at all"
+    assert [m for m in made if m.split(":")[0] not in REFUSAL_MAKERS] == [], (
+        "PolicyDenied made outside AuditLog.refusal: refuse with rt.audit.refusal(...) instead"
+    )

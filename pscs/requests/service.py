@@ -24,7 +24,7 @@ from pscs.auth.models import User
 from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
 from pscs.clock import iso_ms
-from pscs.errors import InvalidInput, NotFound, PolicyDenied
+from pscs.errors import InvalidInput, NotFound
 from pscs.evidence.models import EvidenceItem
 from pscs.evidence.service import IntakeOrder, intake
 from pscs.policy import decisions
@@ -153,7 +153,13 @@ def file_request(
         user = s.get(User, actor.user_id) if actor.user_id is not None else None
         require_cameras(s, camera_ids)
     if user is None:
-        raise PolicyDenied("a storage request is filed by a signed-in user", "S2")
+        _deny(
+            rt,
+            caller,
+            "storage_request.submit",
+            None,
+            decisions.Decision.deny("S2", "a storage request is filed by a signed-in user"),
+        )
     if _norm(attestation_name) != _norm(user.full_name):
         raise InvalidInput(f"type your full name ({user.full_name}) to sign the attestation")
 
