@@ -23,7 +23,7 @@ from pscs.audit.events import Outcome
 from pscs.auth.models import User
 from pscs.auth.principal import Principal
 from pscs.cameras.service import require_cameras
-from pscs.clock import iso_ms
+from pscs.clock import iso_ms, utc_to_ms
 from pscs.errors import InvalidInput, NotFound
 from pscs.evidence.models import EvidenceItem
 from pscs.evidence.service import IntakeOrder, intake
@@ -145,7 +145,7 @@ def file_request(
             raise InvalidInput(f"the form needs the {label}")
     if reason not in HOLD_REASONS:
         raise InvalidInput(f"the reason must be one of: {', '.join(HOLD_REASONS)}")
-    if start_ms >= decisions.epoch_ms(now):
+    if start_ms >= utc_to_ms(now):
         raise InvalidInput("the time range must start in the past (footage that exists)")
     if end_ms <= start_ms:
         raise InvalidInput("the time range must end after it starts")

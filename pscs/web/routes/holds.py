@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from pscs.clock import utc_to_ms
 from pscs.retention import holds
 from pscs.retention.models import HOLD_REASONS
 from pscs.web import pages
 from pscs.web.access import any_role, permits, principal_of, requires, runtime_of
-from pscs.web.defs.common import to_ms
 from pscs.web.defs.holds import (
     HoldChange,
     NewHold,
@@ -42,8 +42,8 @@ def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
         runtime_of(request),
         principal_of(request),
         camera_ids=body.camera_ids,
-        start_ms=to_ms(body.start),
-        end_ms=to_ms(body.end),
+        start_ms=utc_to_ms(body.start),
+        end_ms=utc_to_ms(body.end),
         reason=body.reason,
         reference=body.reference,
         description=body.description,
@@ -64,8 +64,8 @@ def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, A
         principal_of(request),
         hold_id,
         camera_ids=body.camera_ids,
-        start_ms=None if body.start is None else to_ms(body.start),
-        end_ms=None if body.end is None else to_ms(body.end),
+        start_ms=None if body.start is None else utc_to_ms(body.start),
+        end_ms=None if body.end is None else utc_to_ms(body.end),
         reference=body.reference,
         description=body.description,
         owner=body.owner,

@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
+from pscs.clock import utc_to_ms
 from pscs.requests import pdf
 from pscs.requests import service as requests
 from pscs.requests.log import export_request_log, log_csv
 from pscs.retention.models import HOLD_REASONS
 from pscs.web import pages
 from pscs.web.access import permits, principal_of, requires, runtime_of
-from pscs.web.defs.common import to_ms
 from pscs.web.defs.requests import NewRequest, NewRequestForm, RequestDecision, RequestDecisionForm, RequestStatus
 from pscs.web.routes.records import LOG_READERS, READERS, REQUEST_DECIDERS, VIDEO, attachment, camera_names, see_other
 
@@ -41,8 +41,8 @@ def submit_request(request: Request, body: NewRequest) -> dict[str, Any]:
         unit=body.unit,
         case_number=body.case_number,
         camera_ids=body.camera_ids,
-        start_ms=to_ms(body.start),
-        end_ms=to_ms(body.end),
+        start_ms=utc_to_ms(body.start),
+        end_ms=utc_to_ms(body.end),
         reason=body.reason,
         narrative=body.narrative,
         attestation_name=body.attestation_name,
