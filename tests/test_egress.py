@@ -247,6 +247,8 @@ def test_U1_an_open_live_view_ends_within_3_s_when_its_standing_goes(sqlite_runt
     stop = wait_for_audit(rt, "video.live.stop")
     assert json.loads(stop.details)["reason"] == ended_message["reason"]
     assert ended_message["clause"] in stop.clauses.split(",")
+    shown = json.loads(stop.details)
+    assert 0 < shown["range_to_ms"] - shown["range_from_ms"] < 30_000  # the wall-clock range watched
     hub_of(client.app).close()
 
 

@@ -140,6 +140,7 @@ class Grant:
         self.end: Decision | None = None
         self.bytes_sent = 0
         self.started = time.monotonic()
+        self.started_ms = rt.clock.ms()  # wall clock: what a live view showed began here
         self._checked = time.monotonic()
         self._closed = threading.Lock()
 
@@ -400,7 +401,12 @@ class LiveView:
 
     def close(self, reason: str) -> None:
         self.hub.unsubscribe(self.subscription)
-        self.grant.close(reason, seconds=round(time.monotonic() - self.grant.started, 1))
+        self.grant.close(
+            reason,
+            range_from_ms=self.grant.started_ms,
+            range_to_ms=self.grant.rt.clock.ms(),
+            seconds=round(time.monotonic() - self.grant.started, 1),
+        )
 
 
 def open_live(
