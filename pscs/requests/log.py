@@ -4,10 +4,10 @@ console and the command line alike; :func:`log_csv` and :mod:`pscs.requests.pdf`
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Iterator
 
+from pscs import csvsafe
 from pscs.auth.principal import Principal
 from pscs.clock import iso_ms
 from pscs.policy import decisions
@@ -75,7 +75,7 @@ def log_rows(views: Iterable[RequestView]) -> Iterator[list[str]]:
 
 def log_csv(views: Iterable[RequestView]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csvsafe.Writer(buf)
     writer.writerow(LOG_COLUMNS)
     writer.writerows(log_rows(views))
     return buf.getvalue()
