@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
+from pscs.auth.principal import Principal
 from pscs.clock import utcnow
 from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
@@ -87,11 +88,29 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
     return user
 
 
-def list_users(rt: Runtime) -> list[User]:
+def list_users(rt: Runtime, caller: Principal) -> list[User]:
+    """Every account; the reading is audited, once for the whole list (M1)."""
     with rt.db.session() as s:
-        return list(s.scalars(select(User).order_by(User.username)))
+        users = list(s.scalars(select(User).order_by(User.username)))
+    rt.audit.record("user.read", caller.actor, object_type="user", clauses=("M1",), details={"listed": len(users)})
+    return users
 
 
+def read_user(rt: Runtime, caller: Principal, username: str) -> User:
+    """One account, as shown to an administrator; the reading is audited (M1)."""
+    user = find_user(rt, username)
+    rt.audit.record(
+        "user.read",
+        caller.actor,
+        object_type="user",
+        object_id=user.id,
+        clauses=("M1",),
+        details={"username": username},
+    )
+    return user
+
+
+# Lookups by the services and edges themselves (who is this, what was just made): not audited.
 def get_user(rt: Runtime, user_id: int) -> User:
     with rt.db.session() as s:
         user = s.get(User, user_id)
