@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pscs.auth import service as auth
+from pscs.auth.principal import Principal
 from tests.conftest import ADMIN_PASSWORD
 from tests.web_helpers import client_for, csrf_of, sign_in
 
@@ -32,12 +33,12 @@ def error_of(response) -> dict:
     ],
 )
 def test_invalid_user_is_refused_with_the_field_named(sqlite_runtime, admin, body, field):
-    before = len(auth.list_users(sqlite_runtime))
+    before = len(auth.list_users(sqlite_runtime, Principal.system()))
     response = admin.post("/api/v1/users", json=body, headers={"x-csrf-token": csrf_of(admin)})
     assert response.status_code == 422
     error = error_of(response)
     assert any(f["field"] == field for f in error["fields"]), error
-    assert len(auth.list_users(sqlite_runtime)) == before
+    assert len(auth.list_users(sqlite_runtime, Principal.system())) == before
 
 
 def test_domain_rule_violation_is_a_clear_4xx(sqlite_runtime, admin):

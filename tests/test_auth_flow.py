@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pyotp
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from pscs.audit.models import AuditEventRow
 from pscs.auth.models import PolicyAcknowledgement, User, WebSession
 from pscs.clock import utcnow
+from pscs.web.access import SESSION_COOKIE
+from pscs.web.app import create_app
 from tests.conftest import ADMIN_PASSWORD
-from tests.web_helpers import PASSWORD, PHONE, client_for, csrf_of, field_value, make_user, sign_in, submit_password
+from tests.web_helpers import (
+    HTML,
+    PASSWORD,
+    PHONE,
+    client_for,
+    csrf_of,
+    field_value,
+    make_user,
+    sign_in,
+    submit_password,
+)
 
 
 def actions(rt, **filters) -> list[str]:
@@ -209,3 +223,61 @@ def test_U1_signing_out_ends_the_declared_purpose(sqlite_runtime):
     client.post("/logout", data={"csrf_token": token})
     ended = rt.audit.search(action_prefix="purpose.end", actor="pia")
     assert ended and "signed out" in ended[0].details
+
+
+def test_the_session_token_is_rotated_when_the_second_factor_completes(sqlite_runtime):
+    rt = sqlite_runtime
+    make_user(rt, "fay", ["operator"])
+    client = client_for(rt)
+    assert submit_password(client, "fay", PASSWORD).status_code == 303
+    before_mfa = client.cookies.get(SESSION_COOKIE)
+    page = client.get("/mfa").text
+    PHONE.secrets["fay"] = page.split('id="totp-secret">')[1].split("<")[0]
+    done = client.post(
+        "/mfa", data={"code": PHONE.code("fay"), "csrf_token": field_value(page, "csrf_token")}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    after_mfa = client.cookies.get(SESSION_COOKIE)
+    assert after_mfa and after_mfa != before_mfa
+    # Signed in: the new token leads on to the first-sign-in password change.
+    assert client.get("/", headers=HTML, follow_redirects=False).headers["location"] == "/account/password"
+    # Whoever saw or planted the token of the half-signed-in session gets nothing with it.
+    planted = client_for(rt)
+    planted.cookies.set(SESSION_COOKIE, before_mfa)
+    assert planted.get("/api/v1/me").status_code == 401
+
+
+def test_a_password_change_ends_the_accounts_other_sessions_but_not_this_one(sqlite_runtime):
+    rt = sqlite_runtime
+    make_user(rt, "gus", ["operator"])
+    here = sign_in(client_for(rt), "gus", new_password=PASSWORD + "-2")
+    elsewhere = sign_in(client_for(rt), "gus", PASSWORD + "-2")
+    assert elsewhere.get("/api/v1/me").status_code == 200
+    page = here.get("/account/password").text
+    changed = here.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD + "-2",
+            "new_password": PASSWORD + "-3",
+            "confirm_password": PASSWORD + "-3",
+            "csrf_token": field_value(page, "csrf_token"),
+        },
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303, changed.text
+    assert here.get("/api/v1/me").status_code == 200
+    assert elsewhere.get("/api/v1/me").status_code == 401
+    [event] = rt.audit.search(action_prefix="user.password.change", actor="gus", limit=1)
+    assert json.loads(event.details) == {"other_sessions_ended": 1}
+
+
+def test_csp_lets_websockets_go_only_to_the_pages_own_host(sqlite_runtime):
+    plain = client_for(sqlite_runtime)
+    csp = plain.get("/login").headers["content-security-policy"]
+    assert "connect-src 'self' ws://testserver;" in csp
+    assert " ws: " not in csp and " wss:" not in csp
+    secure = TestClient(create_app(sqlite_runtime), base_url="https://pscs.example:8443")
+    assert "connect-src 'self' wss://pscs.example:8443;" in secure.get("/login").headers["content-security-policy"]
+    # A Host header that tries to write its own directives is left out of the policy.
+    forged = plain.get("/login", headers={"host": "evil.example; script-src *"}).headers["content-security-policy"]
+    assert "connect-src 'self';" in forged and "evil" not in forged

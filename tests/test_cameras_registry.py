@@ -25,6 +25,7 @@ from pscs.cameras.service import (
 from pscs.cameras.sources import redact_url
 from pscs.errors import InvalidInput, PolicyDenied
 from pscs.runtime import Runtime
+from pscs.video.live import db_resolver
 
 ADMIN = Actor(username="admin", user_id=1, source_ip="127.0.0.1")
 GOOD = dict(
@@ -183,3 +184,47 @@ def test_redact_url() -> None:
     assert redact_url("rtsp://h/x") == "rtsp://h/x"
     assert redact_url("rtsp://u:p@[::1]:554/x") == "rtsp://u:***@[::1]:554/x"
     assert redact_url("rtsp://u:p@h:bad/x") == "<unparsable URL>"
+
+
+QUERY_LOGIN = "rtsp://10.1.2.3:554/live?user=viewer&password=s3cr%40t&channel=1"
+QUERY_SUB = "rtsp://10.1.2.3:554/live?user=viewer&PWD=s3cr%40t&channel=2"
+
+
+def test_credentials_in_the_query_string_are_stored_encrypted_and_never_shown(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    onvif = "http://10.1.2.3/onvif/device_service?token=0nv1f-t0ken"
+    view = add_camera(rt, ADMIN, **{**GOOD, "main_url": QUERY_LOGIN, "sub_url": QUERY_SUB, "onvif_url": onvif})
+    assert view.main_url == "rtsp://10.1.2.3:554/live?user=viewer&password=***&channel=1"
+    assert view.sub_url == "rtsp://10.1.2.3:554/live?user=viewer&PWD=***&channel=2"
+    assert view.onvif_url == "http://10.1.2.3/onvif/device_service?token=***"
+    assert view.has_stream_credentials
+    with rt.db.session() as s:
+        row = s.scalar(select(Camera))
+    stored = " ".join((row.main_url, row.sub_url, row.onvif_url))
+    assert "s3cr" not in stored and "0nv1f" not in stored  # encrypted at rest
+    # The recorder and the live view get the login back, and only they.
+    [source] = recording_sources(rt.db, rt.secrets)
+    assert source.main_url == QUERY_LOGIN and "s3cr" not in repr(source)
+    assert db_resolver(rt)(view.id, "sub").url == QUERY_SUB
+    # Changing the sub stream keeps the main stream's login; a new password is no new stream.
+    update_camera(rt, ADMIN, view.id, sub_url="rtsp://10.1.2.3:554/live?user=viewer&pwd=n3w&channel=3")
+    update_camera(rt, ADMIN, view.id, main_url=QUERY_LOGIN.replace("s3cr%40t", "n3w"))  # no fresh attestation
+    [source] = recording_sources(rt.db, rt.secrets)
+    assert source.main_url == QUERY_LOGIN.replace("s3cr%40t", "n3w")
+    assert db_resolver(rt)(view.id, "sub").url == "rtsp://10.1.2.3:554/live?user=viewer&pwd=n3w&channel=3"
+    shown = json.dumps([c.as_dict() for c in list_cameras(rt)])
+    assert "s3cr" not in shown and "n3w" not in shown and "0nv1f" not in shown
+    audit = all_audit_text(rt)
+    assert "s3cr" not in audit and "n3w" not in audit and "0nv1f" not in audit
+
+
+def test_a_query_login_too_long_to_store_encrypted_is_refused(sqlite_runtime: Runtime) -> None:
+    long_url = "rtsp://10.1.2.3/live?" + "&".join(f"token={i:040d}" for i in range(5))
+    with pytest.raises(InvalidCamera, match="once its credentials are encrypted"):
+        add_camera(sqlite_runtime, ADMIN, **{**GOOD, "main_url": long_url, "sub_url": None})
+    assert cameras_in_db(sqlite_runtime) == 0
+
+
+def test_redact_url_hides_secret_query_values() -> None:
+    assert redact_url("rtsp://h/x?user=u&pass=p&Token=t&a=1") == "rtsp://h/x?user=u&pass=***&Token=***&a=1"
+    assert redact_url("rtsp://u:p@h/x?pwd=p") == "rtsp://u:***@h/x?pwd=***"

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from pscs.auth.principal import principal_of_actor
+from pscs.auth.principal import Principal, principal_of_actor
 from pscs.compliance.check import run_compliance_check
 from pscs.errors import PolicyDenied
 from pscs.evidence import service as evidence
@@ -45,7 +45,7 @@ def approved_item(rt: Runtime, n_segments: int = 4) -> tuple[evidence.ItemView, 
     done = requests.decide_request(
         rt, principal_of_actor(rt, boss), req.number, approve=True, now=T0 + timedelta(days=1)
     )
-    return evidence.get_item(rt, done.evidence_item_id), [inv, boss]
+    return evidence.get_item(rt, Principal.system(), done.evidence_item_id), [inv, boss]
 
 
 def test_S3_intake_copies_named_by_hash_read_only_with_a_signed_manifest(runtime: Runtime) -> None:
@@ -115,7 +115,7 @@ def test_S3_custody_records_views_exports_and_transfers(sqlite_runtime: Runtime)
     assert path.exists()
     evidence.open_evidence_file(rt, inv, item.id, sha, action="export", purpose="for the State's Attorney")
     evidence.transfer(rt, inv, item.id, to="State's Attorney, New London JD", method="sealed USB, receipt 12")
-    custody = evidence.get_item(rt, item.id).custody
+    custody = evidence.get_item(rt, Principal.system(), item.id).custody
     assert [c.action for c in custody] == ["intake", "view", "export", "transfer"]
     seqs = {e.seq: e.action for e in rt.audit.search(action_prefix="evidence.")}
     assert [seqs[c.audit_seq] for c in custody] == [f"evidence.{c.action}" for c in custody]
@@ -144,7 +144,7 @@ def test_S3_disposal_needs_a_closed_case_the_records_commander_and_a_second_appr
     assert evidence.verify_item(rt, None, item.id).ok  # still intact
     done = evidence.approve_disposal(rt, principal_of_actor(rt, sup), proposal["id"])
     assert done["status"] == "executed" and done["approved_by"] == "sue" and done["files_removed"] == 4
-    after = evidence.get_item(rt, item.id)
+    after = evidence.get_item(rt, Principal.system(), item.id)
     assert after.status == "disposed" and after.custody[-1].action == "disposal"
     assert after.disposals[0]["authority"].startswith("Nolle")  # recorded forever
     assert not list((rt.settings.evidence_path / "objects").rglob("*.mp4"))
@@ -167,6 +167,6 @@ def test_S3_a_refused_withdrawal_is_audited_and_the_proposal_stays(sqlite_runtim
         evidence.withdraw_disposal(rt, principal_of_actor(rt, inv), proposal["id"], "not mine to withdraw")
     [refusal] = rt.audit.search(action_prefix="evidence.disposal.withdraw")
     assert (refusal.actor, refusal.outcome, refusal.object_id) == ("erin", "denied", str(item.id))
-    assert evidence.get_item(rt, item.id).disposals[0]["status"] == "proposed"
+    assert evidence.get_item(rt, Principal.system(), item.id).disposals[0]["status"] == "proposed"
     withdrawn = evidence.withdraw_disposal(rt, principal_of_actor(rt, boss), proposal["id"], "case reopened")
     assert withdrawn["status"] == "withdrawn"

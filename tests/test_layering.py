@@ -8,7 +8,7 @@ The package graph has one node per part of pscs:
 
 * a sub-package ``pscs/X/`` is the node ``pscs.X``, all its modules together;
 * a top-level module ``pscs/X.py`` is a node ``pscs.X`` of its own: ``errors``, ``config``,
-  ``signing`` and ``secretbox`` are foundations (they import nothing of pscs), ``runtime``
+  ``signing``, ``secretbox`` and ``csvsafe`` are foundations (they import nothing of pscs), ``runtime``
   wires the shared parts of a process (database, audit trail, profile) and sits just
   above audit, ``metrics``, ``install`` and ``startup`` sit above the domain packages they
   gather; each is checked like any package;
@@ -24,8 +24,8 @@ The rules (each one test below):
   sources with storage);
 * nothing but the edges ``pscs.web`` and ``pscs.cli`` imports ``pscs.web`` or ``pscs.cli``;
 * the simulator ``pscs.sim`` imports nothing of pscs but itself and ``pscs.media``;
-* the foundations ``pscs.errors``, ``pscs.config``, ``pscs.signing`` and ``pscs.secretbox``
-  import nothing of pscs;
+* the foundations ``pscs.errors``, ``pscs.config``, ``pscs.signing``, ``pscs.secretbox`` and
+  ``pscs.csvsafe`` import nothing of pscs;
 * pictures leave only through the egress service: nothing outside ``pscs.video`` imports
   what makes pictures for a viewer (``pscs.video.playback``, ``pscs.video.masking``);
 * the package graph has no cycle.
@@ -43,7 +43,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pscs"
 EDGES = ("pscs.web", "pscs.cli")
-FOUNDATIONS = ("pscs.errors", "pscs.config", "pscs.signing", "pscs.secretbox")
+FOUNDATIONS = ("pscs.errors", "pscs.config", "pscs.signing", "pscs.secretbox", "pscs.csvsafe")
 # What makes pictures for a viewer; outside pscs.video only pscs.video.egress is used.
 PICTURE_MAKERS = ("pscs.video.playback", "pscs.video.masking")
 

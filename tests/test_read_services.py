@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from pscs.audit.models import AuditEventRow
+from pscs.auth import service as auth
 from pscs.auth.principal import Principal, principal_of_actor
 from pscs.cli.common import cli_actor
 from pscs.cli.main import app as cli_app
@@ -23,10 +24,13 @@ from pscs.config import get_settings
 from pscs.errors import PolicyDenied
 from pscs.oversight.audit_trail import export_events, verify_trail
 from pscs.policy import decisions
+from pscs.requests import service as requests
 from pscs.requests.log import export_request_log
 from pscs.retention.report import read_disposal_report
 from pscs.retention.sweeper import RetentionSweeper
 from pscs.runtime import Runtime
+from tests.conftest import ADMIN_PASSWORD
+from tests.test_evidence_store import approved_item
 from tests.test_retention_sweeper import DAY, T0, T0_MS, add_cameras, add_segments, user_actor
 from tests.web_helpers import client_for, csrf_of, make_user, sign_in
 
@@ -212,3 +216,62 @@ def test_the_command_line_reads_as_the_installation_and_users_by_their_roles(sql
     # A user's principal is never the system's, whatever roles it holds.
     assert not Principal(cli_actor()).roles and Principal(cli_actor()).is_system
     assert not principal_of_actor(sqlite_runtime, user_actor(sqlite_runtime, "sam", ["auditor"])).is_system
+
+
+def test_M1_reads_of_records_are_audited_once_each_web_and_cli_alike(sqlite_runtime: Runtime, cli: Cli) -> None:
+    """Viewing an evidence item, a storage request, a hold or the accounts leaves one audit
+    event; a list is one event for the whole list, not one per row."""
+    rt = sqlite_runtime
+    item, _people = approved_item(rt)
+    number = item.request_number
+    hold_id = requests.requests_seen_by(rt, Principal.system())[0].hold_id
+    make_user(rt, "audrey", ["auditor"])
+    auditor = sign_in(client_for(rt), "audrey")
+    admin = sign_in(client_for(rt), "admin", ADMIN_PASSWORD)
+
+    def reads_by(actor: str) -> list[tuple[str, str | None, int | None]]:
+        rows = [e for e in rt.audit.search(actor=actor, limit=1000) if e.action.endswith(".read")]
+        return [(e.action, e.object_id, json.loads(e.details).get("listed")) for e in reversed(rows)]
+
+    reads_before = len(reads_by("audrey"))
+    for path in (
+        "/api/v1/evidence",
+        f"/api/v1/evidence/{item.id}",
+        "/records/evidence",
+        "/api/v1/storage-requests",
+        f"/api/v1/storage-requests/{number}",
+        "/api/v1/holds",
+        f"/api/v1/holds/{hold_id}",
+        f"/records/holds/{hold_id}",
+    ):
+        assert auditor.get(path).status_code == 200, path
+    assert reads_by("audrey")[reads_before:] == [
+        ("evidence.read", None, 1),
+        ("evidence.read", str(item.id), None),
+        ("evidence.read", None, 1),
+        ("storage_request.read", None, 1),
+        ("storage_request.read", number, None),
+        ("hold.read", None, 1),
+        ("hold.read", str(hold_id), None),
+        ("hold.read", str(hold_id), None),
+    ]
+    audrey_id = str(auth.find_user(rt, "audrey").id)
+    reads_before = len(reads_by("admin"))
+    assert admin.get("/api/v1/users").status_code == 200
+    shown = admin.get("/api/v1/users/audrey")
+    assert shown.status_code == 200 and shown.json()["roles"] == ["auditor"]
+    assert admin.get("/api/v1/users/nobody").status_code == 404
+    users = len(auth.list_users(rt, Principal.system()))
+    assert reads_by("admin")[reads_before:] == [("user.read", None, users), ("user.read", audrey_id, None)]
+
+    for command in (("evidence", "list"), ("hold", "list"), ("request", "list"), ("user", "list")):
+        assert cli(*command).exit_code == 0, command
+    shown_by_cli = cli("user", "show", "audrey")
+    assert shown_by_cli.exit_code == 0 and "auditor" in shown_by_cli.stdout
+    assert [(a, o) for a, o, _ in reads_by(cli_actor().username)] == [
+        ("evidence.read", None),
+        ("hold.read", None),
+        ("storage_request.read", None),
+        ("user.read", None),
+        ("user.read", audrey_id),
+    ]

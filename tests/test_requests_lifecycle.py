@@ -43,7 +43,7 @@ def test_S2_submitting_numbers_the_request_and_places_a_provisional_hold(runtime
     second = file(runtime, inv, cams[:1], case_number="2026-004212")
     assert (first.number, second.number) == ("2026-0001", "2026-0002")
     assert first.status == "submitted" and first.camera_ids == tuple(cams) and first.requester_name == "Ivy Tester"
-    hold = holds.get_hold(runtime, first.hold_id)
+    hold = holds.get_hold(runtime, Principal.system(), first.hold_id)
     assert hold.provisional and hold.status == "active" and hold.storage_request == "2026-0001"
     assert hold.camera_ids == tuple(cams) and (hold.start_ms, hold.end_ms) == (T0_MS, T0_MS + DAY)
     # Nothing it names expires while it is pending.
@@ -130,7 +130,7 @@ def test_S2_S3_approval_moves_the_footage_into_evidence_and_fulfils_the_request(
         assert s.scalar(select(Hold.status).where(Hold.id == done.hold_id)) == "released"
     from pscs.evidence.service import get_item
 
-    item = get_item(runtime, done.evidence_item_id)
+    item = get_item(runtime, Principal.system(), done.evidence_item_id)
     assert item.number == "EV-2026-0001" and item.files == 2 and [c.action for c in item.custody] == ["intake"]
     actions = [e.action for e in runtime.audit.search(action_prefix="storage_request.")]
     assert actions[:3] == ["storage_request.fulfil", "storage_request.approve", "storage_request.submit"]

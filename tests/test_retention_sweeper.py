@@ -191,7 +191,7 @@ def test_S1_sweep_destroys_expired_unheld_recordings_and_records_their_disposal(
     rep = disposal_report(runtime.db.session(), "Norwich PD", 30, T0, utcnow() + timedelta(days=1))
     assert rep.segments == report.deleted and len(rep.lines) == 2
     assert "camera_id,camera,location,rule" in "".join(report_csv(rep))
-    assert held.id in {h.id for h in holds.list_holds(runtime, status="active")}
+    assert held.id in {h.id for h in holds.list_holds(runtime, Principal.system(), status="active")}
 
 
 def test_S1_dry_run_changes_nothing(sqlite_runtime: Runtime) -> None:
@@ -281,7 +281,7 @@ def test_S1_hold_lapses_without_review_with_notice_to_owner_and_records_commande
     # Not re-affirmed again: on day 176 it lapses, with notice, and the footage goes.
     last = RetentionSweeper(rt, clock=clock(T0 + timedelta(days=176))).run_once()
     assert last.holds_lapsed == [hold.id] and last.deleted == 1
-    assert holds.get_hold(rt, hold.id).status == "lapsed"
+    assert holds.get_hold(rt, Principal.system(), hold.id).status == "lapsed"
     with rt.db.session() as s:
         notices = list(s.scalars(select(Notice).where(Notice.kind == "hold.lapsed")))
     assert {(n.recipient, n.recipient_role) for n in notices} == {("olga", None), (None, "records_commander")}
@@ -585,7 +585,7 @@ def test_S1_S2_S3_property_sweeper_never_deletes_protected_and_never_keeps_expir
             continue  # the setup happens at one moment; sweeps start after it
         # Lapses: holds past review are lapsed by the sweep; the oracle follows the same rule.
         for hid in list(hold_ranges):
-            if holds.get_hold(rt, hid).review_due_at <= now:
+            if holds.get_hold(rt, Principal.system(), hid).review_due_at <= now:
                 del hold_ranges[hid]
         must_survive = protected_now()
         before = segments(rt, cams)
@@ -723,7 +723,7 @@ def test_S1_kill_9_during_a_sweep_leaves_a_state_the_next_sweep_finishes(
     assert disposed == 2 * len(starts) - 4  # every destroyed segment has its disposal record
     # The killed round's decided deletions were finished (and recorded) by the next one.
     assert report.resumed > 0 or point == "tidy"
-    [hold] = holds.list_holds(rt)
+    [hold] = holds.list_holds(rt, Principal.system())
     assert hold.status == "active"
 
 

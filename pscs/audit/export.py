@@ -1,15 +1,17 @@
 """Audit export for investigators (M1): CSV or JSON Lines, every field including the
-hashes, so the case file can be checked against the chain later."""
+hashes, so the case file can be checked against the chain later.  CSV cells that a
+spreadsheet would run as a formula are written safe (:mod:`pscs.csvsafe`);
+:func:`pscs.csvsafe.original` gives back the text the hash was taken over."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pscs import csvsafe
 from pscs.audit.chain import FIELDS
 from pscs.audit.models import AuditEventRow
 
@@ -31,7 +33,7 @@ def export_lines(rows: Iterable[AuditEventRow], fmt: str) -> Iterator[str]:
             yield json.dumps({k: event_dict(row)[k] for k in COLUMNS}, ensure_ascii=False) + "\n"
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csvsafe.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(event_dict(row))

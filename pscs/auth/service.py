@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
+from pscs.auth.principal import Principal
 from pscs.clock import utcnow
 from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from pscs.policy import decisions
@@ -87,11 +88,29 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
     return user
 
 
-def list_users(rt: Runtime) -> list[User]:
+def list_users(rt: Runtime, caller: Principal) -> list[User]:
+    """Every account; the reading is audited, once for the whole list (M1)."""
     with rt.db.session() as s:
-        return list(s.scalars(select(User).order_by(User.username)))
+        users = list(s.scalars(select(User).order_by(User.username)))
+    rt.audit.record("user.read", caller.actor, object_type="user", clauses=("M1",), details={"listed": len(users)})
+    return users
 
 
+def read_user(rt: Runtime, caller: Principal, username: str) -> User:
+    """One account, as shown to an administrator; the reading is audited (M1)."""
+    user = find_user(rt, username)
+    rt.audit.record(
+        "user.read",
+        caller.actor,
+        object_type="user",
+        object_id=user.id,
+        clauses=("M1",),
+        details={"username": username},
+    )
+    return user
+
+
+# Lookups by the services and edges themselves (who is this, what was just made): not audited.
 def get_user(rt: Runtime, user_id: int) -> User:
     with rt.db.session() as s:
         user = s.get(User, user_id)
@@ -190,7 +209,11 @@ def reset_password(rt: Runtime, actor: Actor, username: str) -> str:
     return password
 
 
-def change_password(rt: Runtime, actor: Actor, user_id: int, current: str, new: str) -> None:
+def change_password(
+    rt: Runtime, actor: Actor, user_id: int, current: str, new: str, *, keep_session: int | None = None
+) -> None:
+    """Change one's own password; every other session of the account ends (one signed in
+    with the old password elsewhere is not kept), ``keep_session`` (the caller's) stays."""
     _validate_password(new)
     if new == current:
         raise InvalidInput("the new password must differ from the current one")
@@ -200,7 +223,10 @@ def change_password(rt: Runtime, actor: Actor, user_id: int, current: str, new: 
             raise AuthenticationFailed("the current password is wrong")
         user.password_hash = _hasher.hash(new)
         user.must_change_password = False
-    rt.audit.record("user.password.change", actor, object_type="user", object_id=user_id)
+        ended = _end_sessions(s, user_id, "password changed", keep=keep_session)
+    rt.audit.record(
+        "user.password.change", actor, object_type="user", object_id=user_id, details={"other_sessions_ended": ended}
+    )
 
 
 def _password_matches(stored: str, given: str) -> bool:
@@ -341,8 +367,12 @@ def _check_totp(secret: str, code: str, last_step: int, now: datetime) -> int | 
     return None
 
 
-def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str) -> None:
-    """Second factor: enrols on first use (the secret from ``begin_enrolment``)."""
+def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str) -> NewSession:
+    """Second factor: enrols on first use (the secret from ``begin_enrolment``).
+
+    The session gets a new token (and CSRF token) as it becomes fully signed in: a token
+    seen or planted before the second factor is worth nothing after it (session fixation).
+    """
     now = rt.clock.now()
     with rt.db.write() as s:
         ws = s.get(WebSession, session_id)
@@ -368,6 +398,7 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
             user.mfa_enrolled = True
             ws.stage = Stage.FULL
             ws.last_seen_at = now
+            rotated = _rotate_token(ws)
         user_id = user.id
     actor = Actor(actor.username, user_id, actor.source_ip, actor.user_agent)
     action = "auth.mfa.enrol" if enrolling else "auth.login.mfa"
@@ -385,6 +416,14 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
             _audit_locked(rt, actor, user_id)
         raise AuthenticationFailed("the code is wrong or expired" if not (locked or locked_now) else _GENERIC_FAILURE)
     rt.audit.record(action, actor, object_type="user", object_id=user_id)
+    return rotated
+
+
+def _rotate_token(ws: WebSession) -> NewSession:
+    token = secrets.token_urlsafe(32)
+    ws.token_hash = _token_hash(token)
+    ws.csrf_token = secrets.token_urlsafe(32)
+    return NewSession(token, ws.id, ws.user_id, ws.csrf_token)
 
 
 @dataclass(frozen=True)
@@ -472,11 +511,16 @@ def end_session(rt: Runtime, actor: Actor, session_id: int, reason: str = "logou
     rt.audit.record("auth.logout", actor, object_type="session", object_id=session_id, details={"reason": reason})
 
 
-def _end_sessions(s, user_id: int, reason: str) -> None:  # noqa: ANN001
+def _end_sessions(s, user_id: int, reason: str, *, keep: int | None = None) -> int:  # noqa: ANN001
+    """End the account's open sessions but ``keep``; how many ended."""
     now = utcnow()
+    ended = 0
     for ws in s.scalars(select(WebSession).where(WebSession.user_id == user_id, WebSession.ended_at.is_(None))):
-        ws.ended_at = now
-        ws.end_reason = reason
+        if ws.id != keep:
+            ws.ended_at = now
+            ws.end_reason = reason
+            ended += 1
+    return ended
 
 
 # U3: policy acknowledgement ---------------------------------------------------------------

@@ -3,7 +3,10 @@
 Every change is validated first (bad input raises and changes nothing) and then audited
 with clause P0.  Credentials never leave this module in the clear except through
 :func:`recording_sources`, which the recorder uses to connect: they are not logged, not
-audited and not shown back (a URL with credentials is shown as ``user:***@host``).
+audited and not shown back (a URL with credentials is shown as ``user:***@host``).  A
+camera that takes its login in the query string (``?user=…&password=…``, ``?token=…``) is
+treated alike: the values of :data:`~pscs.cameras.sources.SECRET_PARAMS` are stored
+encrypted in the URL and shown as ``***``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pscs.audit.events import Actor, Outcome
+from pscs.cameras.logins import connect_url, encrypt_query_secrets, reveal_query_secrets
 from pscs.cameras.models import Camera, CameraKind
-from pscs.cameras.sources import RecordingSource, netloc_host, redact_url, with_credentials
+from pscs.cameras.sources import RecordingSource, has_secret_params, netloc_host, redact_url, with_credentials
 from pscs.db.engine import Database
 from pscs.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from pscs.runtime import Runtime
@@ -112,6 +116,14 @@ def _split_url(field: str, url: str | None, schemes: tuple[str, ...]) -> _SplitU
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return _SplitUrl(bare, username, password)
+
+
+def _stored(secrets: SecretBox, field: str, url: str) -> str:
+    """``url`` as stored: secret query values encrypted."""
+    stored = encrypt_query_secrets(secrets, url)
+    if len(stored) > MAX_URL:
+        raise InvalidCamera(f"{field} is longer than {MAX_URL} characters once its credentials are encrypted")
+    return stored
 
 
 def _reason(exc: ValueError) -> str:
@@ -221,9 +233,9 @@ def _view(c: Camera) -> CameraView:
         longitude=c.longitude,
         main_url=_shown_url(c.main_url, c.stream_username),
         sub_url=_shown_url(c.sub_url, c.stream_username) if c.sub_url else None,
-        onvif_url=c.onvif_url,
+        onvif_url=redact_url(c.onvif_url) if c.onvif_url else None,
         onvif_username=c.onvif_username,
-        has_stream_credentials=c.stream_username is not None,
+        has_stream_credentials=c.stream_username is not None or has_secret_params(c.main_url),
         has_onvif_password=c.onvif_password_enc is not None,
         public_area_attested=c.public_area_attested,
         attested_by=c.attested_by,
@@ -235,7 +247,7 @@ def _view(c: Camera) -> CameraView:
 
 
 def _shown_url(url: str, username: str | None) -> str:
-    return redact_url(with_credentials(url, username, "x")) if username else url
+    return redact_url(with_credentials(url, username, "x"))
 
 
 # Service ------------------------------------------------------------------------------------
@@ -280,11 +292,11 @@ def add_camera(
             street_address=address,
             latitude=lat,
             longitude=lon,
-            main_url=main.url,
-            sub_url=sub.url if sub else None,
+            main_url=_stored(rt.secrets, "main stream URL", main.url),
+            sub_url=_stored(rt.secrets, "sub stream URL", sub.url) if sub else None,
             stream_username=main.username,
             stream_password_enc=rt.secrets.encrypt(main.password) if main.password is not None else None,
-            onvif_url=onvif.url if onvif else None,
+            onvif_url=_stored(rt.secrets, "ONVIF URL", onvif.url) if onvif else None,
             onvif_username=onvif_user,
             onvif_password_enc=rt.secrets.encrypt(onvif_pass) if onvif_pass is not None else None,
             public_area_attested=True,
@@ -392,19 +404,23 @@ def _apply_update(
         if "longitude" in changes:
             new["longitude"] = _coordinate("longitude", changes["longitude"], 180)
         if "main_url" in changes or "sub_url" in changes:
-            main_in = changes.get("main_url") or with_credentials(
-                row.main_url, row.stream_username, _decrypt(rt.secrets, row.stream_password_enc)
+            main_in = changes.get("main_url") or connect_url(
+                rt.secrets, row.main_url, row.stream_username, row.stream_password_enc
             )
-            sub_in = changes.get("sub_url", row.sub_url)
+            if "sub_url" in changes:
+                sub_in = changes["sub_url"]
+            else:  # it shares the main stream's user:password login; its query secrets are its own
+                sub_in = reveal_query_secrets(rt.secrets, row.sub_url) if row.sub_url else None
             main, sub = _streams(main_in, sub_in)
-            new["main_url"], new["sub_url"] = main.url, (sub.url if sub else None)
+            new["main_url"] = _stored(rt.secrets, "main stream URL", main.url)
+            new["sub_url"] = _stored(rt.secrets, "sub stream URL", sub.url) if sub else None
             if "main_url" in changes:
                 new["stream_username"] = main.username
                 new["stream_password_enc"] = rt.secrets.encrypt(main.password) if main.password is not None else None
                 secrets_changed.append("stream credentials")
         if "onvif_url" in changes:
             onvif = _split_url("ONVIF URL", changes["onvif_url"], ONVIF_SCHEMES) if changes["onvif_url"] else None
-            new["onvif_url"] = onvif.url if onvif else None
+            new["onvif_url"] = _stored(rt.secrets, "ONVIF URL", onvif.url) if onvif else None
             if onvif and onvif.username:
                 new["onvif_username"] = onvif.username
             if onvif and onvif.password is not None:
@@ -417,7 +433,10 @@ def _apply_update(
             new["onvif_password_enc"] = rt.secrets.encrypt(password) if password else None
             secrets_changed.append("ONVIF password")
 
-        moved = any(f in new and new[f] != getattr(row, f) for f in (*_LOCATION_FIELDS, "main_url"))
+        # Stored URLs are compared as shown: a credential encrypted afresh is not a new stream.
+        moved = any(f in new and new[f] != getattr(row, f) for f in _LOCATION_FIELDS) or (
+            "main_url" in new and redact_url(new["main_url"]) != redact_url(row.main_url)
+        )
         if moved and attested is not True:
             # Nothing has been written yet: leaving the block by exception rolls back.
             raise PublicAreaAttestationRequired(
@@ -437,10 +456,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _decrypt(secrets: SecretBox, token: str | None) -> str | None:
-    return secrets.decrypt(token) if token else None
 
 
 def set_camera_enabled(
@@ -505,7 +520,7 @@ def recording_sources(db: Database, secrets: SecretBox) -> list[RecordingSource]
             RecordingSource(
                 camera_id=c.id,
                 name=c.name,
-                main_url=with_credentials(c.main_url, c.stream_username, _decrypt(secrets, c.stream_password_enc)),
+                main_url=connect_url(secrets, c.main_url, c.stream_username, c.stream_password_enc),
             )
             for c in rows
         ]

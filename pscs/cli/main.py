@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,9 @@ from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_r
 from pscs.config import get_settings
 from pscs.errors import PscsError
 from pscs.policy.profile import ROLES, ProfileError, load_profile
+
+if TYPE_CHECKING:  # the commands import the services lazily, to start fast
+    from pscs.auth.models import User
 
 app = typer.Typer(help="pscs — Public Safety Camera System", no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage user accounts", no_args_is_help=True)
@@ -148,8 +151,21 @@ def user_list() -> None:
     from pscs.auth import service as auth
 
     rt = open_runtime()
+    _print_users(auth.list_users(rt, cli_principal()))
+
+
+@user_app.command("show")
+def user_show(username: str) -> None:
+    """One user, their roles and state."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    _print_users([run_domain(lambda: auth.read_user(rt, cli_principal(), username))])
+
+
+def _print_users(users: list[User]) -> None:
     table = Table("user", "name", "roles", "MFA", "state")
-    for u in auth.list_users(rt):
+    for u in users:
         state = (
             "disabled"
             if u.disabled

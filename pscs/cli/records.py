@@ -143,7 +143,7 @@ def hold_list(
 
     rt = open_runtime()
     table = Table("id", "reason", "reference", "cameras", "footage from", "to", "owner", "status", "review due")
-    for h in list_holds(rt, status=status or None, camera_id=camera):
+    for h in list_holds(rt, cli_principal(), status=status or None, camera_id=camera):
         table.add_row(
             str(h.id),
             h.reason_label,
@@ -264,7 +264,7 @@ def evidence_list() -> None:
 
     rt = open_runtime()
     table = Table("id", "number", "request", "case", "cameras", "footage", "files", "MB", "status")
-    for i in list_items(rt):
+    for i in list_items(rt, cli_principal()):
         table.add_row(
             str(i.id),
             i.number,

@@ -180,9 +180,13 @@ def _disposal_dict(d: EvidenceDisposal) -> dict[str, Any]:
     }
 
 
-def list_items(rt: Runtime) -> list[ItemView]:
+def list_items(rt: Runtime, caller: Principal) -> list[ItemView]:
+    """Every item, newest first; the reading is audited, once for the whole list (M1)."""
     with rt.db.session() as s:
-        return [_view(s, i) for i in s.scalars(select(EvidenceItem).order_by(EvidenceItem.id.desc()))]
+        views = [_view(s, i) for i in s.scalars(select(EvidenceItem).order_by(EvidenceItem.id.desc()))]
+    listed = {"listed": len(views)}
+    rt.audit.record("evidence.read", caller.actor, object_type="evidence", clauses=("M1",), details=listed)
+    return views
 
 
 def _load(s: Session, item_id: int) -> EvidenceItem:
@@ -192,8 +196,15 @@ def _load(s: Session, item_id: int) -> EvidenceItem:
     return item
 
 
-def get_item(rt: Runtime, item_id: int) -> ItemView:
-    """The item with its custody record (reading the record is not an access to the footage)."""
+def get_item(rt: Runtime, caller: Principal, item_id: int) -> ItemView:
+    """The item with its custody record (reading the record is not an access to the footage);
+    the reading is audited (M1)."""
+    view = _item(rt, item_id)
+    rt.audit.record("evidence.read", caller.actor, object_type="evidence", object_id=item_id, clauses=("M1",))
+    return view
+
+
+def _item(rt: Runtime, item_id: int) -> ItemView:
     with rt.db.session() as s:
         return _view(s, _load(s, item_id), full=True)
 
@@ -494,7 +505,7 @@ def intake(rt: Runtime, actor: Actor, order: IntakeOrder) -> ItemView:
             "hash_mismatches": sum(1 for f in files if f["sha256"] != f["index_sha256"]),
         },
     )
-    return get_item(rt, item_id)
+    return _item(rt, item_id)
 
 
 # Verification ------------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ console and the command line alike; :func:`log_csv` and :mod:`pscs.requests.pdf`
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Iterator
 
+from pscs import csvsafe
 from pscs.auth.principal import Principal
 from pscs.clock import iso_ms
 from pscs.policy import decisions
-from pscs.requests.service import RequestView, list_requests
+from pscs.requests.service import RequestView, requests_seen_by
 from pscs.runtime import Runtime
 
 LOG_COLUMNS = (
@@ -41,7 +41,7 @@ def export_request_log(rt: Runtime, principal: Principal, *, year: int | None = 
         raise rt.audit.refusal(
             "storage_request.log_export", principal.actor, decision, object_type="storage_request_log", object_id=year
         )
-    views = list_requests(rt, principal, year=year)  # the whole log: only its readers get this far
+    views = requests_seen_by(rt, principal, year=year)  # the whole log: only its readers get this far
     rt.audit.record(
         "storage_request.log_export",
         principal.actor,
@@ -75,7 +75,7 @@ def log_rows(views: Iterable[RequestView]) -> Iterator[list[str]]:
 
 def log_csv(views: Iterable[RequestView]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csvsafe.Writer(buf)
     writer.writerow(LOG_COLUMNS)
     writer.writerows(log_rows(views))
     return buf.getvalue()

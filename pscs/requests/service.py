@@ -268,13 +268,33 @@ def get_request(rt: Runtime, caller: Principal, number: str) -> RequestView:
     )
     if not decision.allowed:
         _deny(rt, caller, "storage_request.read", number, decision)
+    rt.audit.record(
+        "storage_request.read", caller.actor, object_type="storage_request", object_id=number, clauses=("M1",)
+    )
     return view
 
 
 def list_requests(
     rt: Runtime, caller: Principal, *, status: str | None = None, year: int | None = None
 ) -> list[RequestView]:
-    """The log (for the records commander and auditors); anyone else sees their own requests."""
+    """The log (for the records commander and auditors); anyone else sees their own requests.
+    The reading is audited, once for the whole list (M1)."""
+    views = requests_seen_by(rt, caller, status=status, year=year)
+    filters = {"status": status, "year": year}
+    rt.audit.record(
+        "storage_request.read",
+        caller.actor,
+        object_type="storage_request",
+        clauses=("M1",),
+        details={"listed": len(views)} | {k: v for k, v in filters.items() if v},
+    )
+    return views
+
+
+def requests_seen_by(
+    rt: Runtime, caller: Principal, *, status: str | None = None, year: int | None = None
+) -> list[RequestView]:
+    """What :func:`list_requests` shows, unaudited: for a service that audits its own use of it."""
     q = select(StorageRequest).order_by(StorageRequest.year.desc(), StorageRequest.seq.desc())
     if status:
         q = q.where(StorageRequest.status == status)

@@ -5,7 +5,6 @@ disposal ledger that the deletion path writes (:mod:`pscs.storage.disposals`).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pscs import csvsafe
 from pscs.cameras.models import Camera
 from pscs.clock import format_utc
 from pscs.storage.models import DisposalRecord
@@ -129,7 +129,7 @@ REPORT_COLUMNS = (
 
 def report_csv(report: DisposalReport) -> Iterator[str]:
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csvsafe.Writer(buf)
     writer.writerow(REPORT_COLUMNS)
     for line in report.lines:
         writer.writerow(

@@ -244,14 +244,23 @@ def _load(s: Session, hold_id: int) -> Hold:
     return hold
 
 
-def get_hold(rt: Runtime, hold_id: int) -> HoldView:
+def get_hold(rt: Runtime, caller: Principal, hold_id: int) -> HoldView:
+    """One hold; the reading is audited (M1)."""
     with rt.db.session() as s:
-        return _view(s, _load(s, hold_id))
+        view = _view(s, _load(s, hold_id))
+    rt.audit.record("hold.read", caller.actor, object_type="hold", object_id=hold_id, clauses=("M1",))
+    return view
 
 
 def list_holds(
-    rt: Runtime, *, status: str | None = None, camera_id: int | None = None, owner: str | None = None
+    rt: Runtime,
+    caller: Principal,
+    *,
+    status: str | None = None,
+    camera_id: int | None = None,
+    owner: str | None = None,
 ) -> list[HoldView]:
+    """Holds, newest first; the reading is audited, once for the whole list (M1)."""
     q = select(Hold).order_by(Hold.id.desc())
     if status:
         q = q.where(Hold.status == status)
@@ -261,7 +270,16 @@ def list_holds(
         q = q.where(Hold.id.in_(select(HoldCamera.hold_id).where(HoldCamera.camera_id == camera_id)))
     with rt.db.session() as s:
         now = rt.clock.now()
-        return [_view(s, h, now) for h in s.scalars(q)]
+        views = [_view(s, h, now) for h in s.scalars(q)]
+    filters = {"status": status, "camera_id": camera_id, "owner": owner}
+    rt.audit.record(
+        "hold.read",
+        caller.actor,
+        object_type="hold",
+        clauses=("M1",),
+        details={"listed": len(views)} | {k: v for k, v in filters.items() if v is not None},
+    )
+    return views
 
 
 def _managed(rt: Runtime, caller: Principal, s: Session, hold_id: int, action: str) -> Hold:

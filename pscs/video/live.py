@@ -72,8 +72,8 @@ def db_resolver(rt: Runtime) -> Resolver:
     """Camera URLs (with credentials) from the camera registry; ``sub`` falls back to main."""
 
     def resolve(camera_id: int, stream: str) -> UpstreamSource:
+        from pscs.cameras.logins import connect_url
         from pscs.cameras.models import Camera
-        from pscs.cameras.service import with_credentials
         from pscs.errors import NotFound
 
         with rt.db.session() as s:
@@ -81,8 +81,9 @@ def db_resolver(rt: Runtime) -> Resolver:
             if cam is None or not cam.enabled:
                 raise NotFound(f"no enabled camera {camera_id}")
             url = cam.sub_url if stream == "sub" and cam.sub_url else cam.main_url
-            password = rt.secrets.decrypt(cam.stream_password_enc) if cam.stream_password_enc else None
-            return UpstreamSource(camera_id, stream, with_credentials(url, cam.stream_username, password), cam.name)
+            return UpstreamSource(
+                camera_id, stream, connect_url(rt.secrets, url, cam.stream_username, cam.stream_password_enc), cam.name
+            )
 
     return resolve
 

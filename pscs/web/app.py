@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from pathlib import Path
 
@@ -36,12 +37,17 @@ from pscs.web.routes import (
 log = logging.getLogger("pscs.web")
 STATIC_DIR = Path(__file__).parent / "static"
 
+# connect-src is completed per request with the page's own WebSocket origin (see
+# content_security_policy): the live view connects back to the host that served it, nowhere else.
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src {connect}; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+# A Host header that is a plain host name or address (and port): anything else is left out of
+# the policy rather than let a header write its own directives into it.
+_PLAIN_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -84,6 +90,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
         response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if request.url.scheme == "https":
@@ -94,6 +101,16 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     _install_error_handlers(app)
     return app
+
+
+def content_security_policy(request: Request) -> str:
+    """The policy for one response: WebSockets only to the host the page came from, over
+    wss when the page came over https."""
+    connect = "'self'"
+    host = request.headers.get("host", "")
+    if _PLAIN_HOST.fullmatch(host):
+        connect += f" {'wss' if request.url.scheme == 'https' else 'ws'}://{host}"
+    return CSP.format(connect=connect)
 
 
 def _error_body(status: int, code: str, message: str, **extra: object) -> dict[str, object]:

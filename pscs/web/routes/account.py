@@ -111,7 +111,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form(max_length=12)]) -> R
     rt = runtime_of(request)
     view = request.state.user
     try:
-        auth.sign_in_second_factor(rt, request.state.actor, view.session_id, code)
+        rotated = auth.sign_in_second_factor(rt, request.state.actor, view.session_id, code)
     except AuthenticationFailed as exc:
         try:
             auth.resume_session(rt, request.cookies.get(SESSION_COOKIE, ""), touch=False)
@@ -126,7 +126,9 @@ def mfa_submit(request: Request, code: Annotated[str, Form(max_length=12)]) -> R
                 "qr_svg": segno.make(uri, error="m").svg_data_uri(scale=4),
             }
         return pages.render(request, "mfa.html", context, status_code=401)
-    return RedirectResponse("/", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    _set_session_cookie(request, response, rotated.token)  # the pre-MFA token no longer works
+    return response
 
 
 @router.get("/account/password", include_in_schema=False)
@@ -147,7 +149,14 @@ def password_submit(
     try:
         if new_password != confirm_password:
             raise PscsError("the two new passwords differ")
-        auth.change_password(rt, request.state.actor, request.state.user.user_id, current_password, new_password)
+        auth.change_password(
+            rt,
+            request.state.actor,
+            request.state.user.user_id,
+            current_password,
+            new_password,
+            keep_session=request.state.user.session_id,
+        )
     except PscsError as exc:
         return pages.render(request, "password.html", {"error": exc.message}, status_code=exc.status)
     return RedirectResponse("/", status_code=303)

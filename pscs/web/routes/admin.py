@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,7 +13,7 @@ from pscs.auth import service as auth
 from pscs.auth.models import User
 from pscs.policy.profile import ROLES, Role
 from pscs.web import pages
-from pscs.web.access import roles, runtime_of
+from pscs.web.access import principal_of, roles, runtime_of
 
 router = APIRouter(tags=["users"])
 admin_only = roles("admin")
@@ -49,7 +49,13 @@ def user_dict(user: User) -> dict[str, Any]:
 @router.get("/api/v1/users")
 @admin_only
 def list_users(request: Request) -> dict[str, Any]:
-    return {"users": [user_dict(u) for u in auth.list_users(runtime_of(request))]}
+    return {"users": [user_dict(u) for u in auth.list_users(runtime_of(request), principal_of(request))]}
+
+
+@router.get("/api/v1/users/{username}")
+@admin_only
+def get_user(request: Request, username: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    return user_dict(auth.read_user(runtime_of(request), principal_of(request), username))
 
 
 @router.post("/api/v1/users", status_code=201)
@@ -112,4 +118,5 @@ def show_config(request: Request) -> dict[str, Any]:
 @admin_only
 def users_page(request: Request) -> Response:
     rt = runtime_of(request)
-    return pages.render(request, "users.html", {"users": [user_dict(u) for u in auth.list_users(rt)], "roles": ROLES})
+    users = [user_dict(u) for u in auth.list_users(rt, principal_of(request))]
+    return pages.render(request, "users.html", {"users": users, "roles": ROLES})

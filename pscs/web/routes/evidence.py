@@ -29,14 +29,14 @@ router = APIRouter(tags=["evidence"])
 @router.get("/api/v1/evidence")
 @requires(HOLD_VIEW)
 def list_evidence(request: Request) -> dict[str, Any]:
-    return {"items": [i.as_dict() for i in evidence.list_items(runtime_of(request))]}
+    return {"items": [i.as_dict() for i in evidence.list_items(runtime_of(request), principal_of(request))]}
 
 
 @router.get("/api/v1/evidence/{item_id}")
 @requires(HOLD_VIEW)
 def get_evidence(request: Request, item_id: int) -> dict[str, Any]:
     """The item, its chain of custody and its disposal authorisations."""
-    return evidence.get_item(runtime_of(request), item_id).as_dict()
+    return evidence.get_item(runtime_of(request), principal_of(request), item_id).as_dict()
 
 
 @router.post("/api/v1/evidence/{item_id}/verify")
@@ -85,7 +85,8 @@ def withdraw_disposal(request: Request, disposal_id: int, body: Withdrawal) -> d
 @router.get("/records/evidence", include_in_schema=False)
 @requires(HOLD_VIEW)
 def evidence_page(request: Request) -> Response:
-    return pages.render(request, "evidence.html", {"items": evidence.list_items(runtime_of(request))})
+    items = evidence.list_items(runtime_of(request), principal_of(request))
+    return pages.render(request, "evidence.html", {"items": items})
 
 
 @router.get("/records/evidence/{item_id}", include_in_schema=False)
@@ -96,7 +97,7 @@ def evidence_item_page(request: Request, item_id: int) -> Response:
         request,
         "evidence_detail.html",
         {
-            "item": evidence.get_item(rt, item_id),
+            "item": evidence.get_item(rt, principal_of(request), item_id),
             "cameras": camera_names(rt),
             "may_propose": permits(request, DISPOSAL_PROPOSERS),
             "may_approve": permits(request, DISPOSAL_SECOND),

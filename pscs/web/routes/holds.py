@@ -31,7 +31,8 @@ HoldStatus = Literal["active", "released", "lapsed"]
 @router.get("/api/v1/holds")
 @requires(HOLD_VIEW)
 def list_holds(request: Request, status: HoldStatus | None = None, camera_id: int | None = None) -> dict[str, Any]:
-    return {"holds": [h.as_dict() for h in holds.list_holds(runtime_of(request), status=status, camera_id=camera_id)]}
+    views = holds.list_holds(runtime_of(request), principal_of(request), status=status, camera_id=camera_id)
+    return {"holds": [h.as_dict() for h in views]}
 
 
 @router.post("/api/v1/holds", status_code=201)
@@ -53,7 +54,7 @@ def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
 @router.get("/api/v1/holds/{hold_id}")
 @requires(HOLD_VIEW)
 def get_hold(request: Request, hold_id: int) -> dict[str, Any]:
-    return holds.get_hold(runtime_of(request), hold_id).as_dict()
+    return holds.get_hold(runtime_of(request), principal_of(request), hold_id).as_dict()
 
 
 @router.patch("/api/v1/holds/{hold_id}")
@@ -113,7 +114,7 @@ def holds_page(request: Request, status: HoldStatus | Literal[""] = "active") ->
         request,
         "holds.html",
         {
-            "holds": holds.list_holds(rt, status=status or None),
+            "holds": holds.list_holds(rt, principal_of(request), status=status or None),
             "status": status,
             "reasons": HOLD_REASONS,
             "cameras": camera_names(rt),
@@ -137,7 +138,7 @@ def hold_page(request: Request, hold_id: int) -> Response:
         request,
         "holds_detail.html",
         {
-            "hold": holds.get_hold(rt, hold_id),
+            "hold": holds.get_hold(rt, principal_of(request), hold_id),
             "cameras": camera_names(rt),
             "can_edit": permits(request, HOLD_MANAGE),
         },

@@ -64,7 +64,10 @@ def records_page(request: Request) -> Response:
             "notices": holds.notices_for(rt, user.username, user.roles),
             "requests": mine[:20],
             "holds": holds.list_holds(
-                rt, status="active", owner=None if permits(request, LOG_READERS) else user.username
+                rt,
+                principal_of(request),
+                status="active",
+                owner=None if permits(request, LOG_READERS) else user.username,
             )
             if permits(request, HOLD_VIEW)
             else [],
