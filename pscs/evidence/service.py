@@ -209,12 +209,6 @@ def _item(rt: Runtime, item_id: int) -> ItemView:
         return _view(s, _load(s, item_id), full=True)
 
 
-def item_for_request(rt: Runtime, request_id: int) -> ItemView | None:
-    with rt.db.session() as s:
-        item = s.scalar(select(EvidenceItem).where(EvidenceItem.storage_request_id == request_id))
-        return _view(s, item) if item else None
-
-
 # Custody -----------------------------------------------------------------------------------------
 def record_custody(
     rt: Runtime,
