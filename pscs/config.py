@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +39,20 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     sim_port: int = Field(default=8554, ge=0, le=65535, description="RTSP port of the simulated cameras (pscs up)")
     cookie_secure: bool | None = Field(
-        default=None, description="Secure cookie flag; default: on unless serving plain HTTP on loopback"
+        default=None,
+        description="Secure cookie flag also over plain HTTP; cookies are always Secure when the scheme is https",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) of the reverse proxies in front of pscs; only from them are "
+            "X-Forwarded-For and X-Forwarded-Proto believed. Default: none (the peer is the client)"
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Bearer token a Prometheus scraper sends to /metrics; default: auditors and admins only",
     )
     recordings_dir: Path | None = Field(default=None, description="Default: <data_dir>/recordings")
     evidence_dir: Path | None = Field(default=None, description="Default: <data_dir>/evidence")
@@ -52,6 +66,18 @@ class Settings(BaseSettings):
     def _url_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                raise ValueError("trusted_proxies: name the proxies' addresses; '*' would believe any caller")
+            try:
+                ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network") from exc
         return value
 
     @classmethod

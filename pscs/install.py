@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from pscs.audit.events import Actor
 from pscs.audit.log import ensure_head
 from pscs.config import Settings
 from pscs.db.engine import Database
+from pscs.filemodes import FILE_MODE, apply_service_umask, private_dir
 from pscs.runtime import AUDIT_KEY, EVIDENCE_KEY, Runtime
 from pscs.schema import migrate
 from pscs.secretbox import SecretBox
@@ -67,8 +69,9 @@ def init_installation(
         )
     if force:
         _destroy(settings)
+    apply_service_umask()  # `pscs init` may be the first command run on a new server
     for folder in (settings.data_dir, settings.recordings_path, settings.evidence_path):
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
 
     create_signer(settings.keys_dir, AUDIT_KEY, overwrite=True)
     create_signer(settings.keys_dir, EVIDENCE_KEY, overwrite=True)
@@ -78,6 +81,11 @@ def init_installation(
     db = Database(settings.db_url)
     ensure_head(db)
     db.dispose()
+    if settings.database_url is None:
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives its journals the database's mode
+            database_file = settings.data_dir / f"pscs.db{suffix}"
+            if database_file.exists():
+                os.chmod(database_file, FILE_MODE)
 
     runtime = Runtime.open(settings)
     actor = actor or Actor.system("pscs-init")

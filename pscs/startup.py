@@ -10,11 +10,14 @@ call :func:`prepare`; so do tests and benchmarks that delete.
 
 from __future__ import annotations
 
+from pscs import filemodes
 from pscs.requests import registrations as requests_registrations
 from pscs.retention import protection as retention_protection
 
 
 def prepare() -> None:
-    """Register every protection source and lookup; idempotent."""
+    """Register every protection source and lookup, and keep new files from other local
+    users (umask 027); idempotent."""
+    filemodes.apply_service_umask()
     retention_protection.register()
     requests_registrations.register()

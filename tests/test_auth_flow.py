@@ -6,12 +6,16 @@ import json
 from datetime import timedelta
 
 import pyotp
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from pscs.audit.events import Actor
 from pscs.audit.models import AuditEventRow
+from pscs.auth import service as auth
 from pscs.auth.models import PolicyAcknowledgement, User, WebSession
 from pscs.clock import utcnow
+from pscs.errors import Conflict
 from pscs.web.access import SESSION_COOKIE
 from pscs.web.app import create_app
 from tests.conftest import ADMIN_PASSWORD
@@ -196,9 +200,10 @@ def test_disabled_user_is_signed_out_and_cannot_sign_in(sqlite_runtime):
 
 def test_last_admin_cannot_be_removed(sqlite_runtime):
     admin = sign_in(client_for(sqlite_runtime), "admin", ADMIN_PASSWORD)
-    token = csrf_of(admin)
-    response = admin.patch("/api/v1/users/admin", json={"roles": ["auditor"]}, headers={"x-csrf-token": token})
-    assert response.status_code == 409
+    with pytest.raises(Conflict, match="last active administrator"):
+        auth.update_user(sqlite_runtime, Actor.system("test-admin"), "admin", roles=["auditor"])
+    with pytest.raises(Conflict, match="last active administrator"):
+        auth.update_user(sqlite_runtime, Actor.system("test-admin"), "admin", disabled=True)
     assert admin.get("/api/v1/me").json()["roles"] == ["admin"]  # nothing changed
 
 

@@ -57,7 +57,7 @@ def test_S3_intake_copies_named_by_hash_read_only_with_a_signed_manifest(runtime
     for f in files:
         path = root / f.store_path
         assert path.name == f"{f.sha256}.mp4" and evidence.file_sha256(path) == f.sha256 == f.index_sha256
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+        assert stat.S_IMODE(path.stat().st_mode) == 0o440
     manifest = (root / "manifests" / f"{item.number}.json").read_bytes()
     signature = (root / "manifests" / f"{item.number}.json.sig").read_text()
     key = load_public_key(public_key_path(runtime.settings.keys_dir, EVIDENCE_KEY).read_bytes())
@@ -96,7 +96,7 @@ def test_S3_tampering_with_one_byte_fails_the_compliance_check(sqlite_runtime: R
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    os.chmod(path, 0o444)
+    os.chmod(path, 0o440)
     report = run_compliance_check(rt, now=T0 + timedelta(days=2))
     assert not report.ok
     [finding] = report.violations

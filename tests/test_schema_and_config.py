@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from pscs.config import Settings
 from pscs.schema.models import metadata
@@ -48,17 +48,38 @@ def test_migrations_match_the_models(runtime):
     assert diff == []
 
 
-def test_metrics_open_to_loopback_and_to_auditors(sqlite_runtime):
-    local = TestClient(create_app(sqlite_runtime), client=("127.0.0.1", 50000))
-    body = local.get("/metrics")
+def test_metrics_need_a_bearer_token_or_a_role_never_just_loopback(sqlite_runtime):
+    rt = sqlite_runtime
+    local = TestClient(create_app(rt), client=("127.0.0.1", 50000))
+    # Behind a reverse proxy every caller is 127.0.0.1: the address admits no one.
+    assert local.get("/metrics").status_code == 401
+    token = "a-scraper-token-of-at-least-32-characters"
+    rt.settings = rt.settings.model_copy(update={"metrics_token": SecretStr(token)})
+    scraper = TestClient(create_app(rt), client=("192.0.2.9", 50000))
+    body = scraper.get("/metrics", headers={"authorization": f"Bearer {token}"})
     assert body.status_code == 200
     assert "pscs_audit_events" in body.text and "pscs_users_active 1.0" in body.text
-    remote = client_for(sqlite_runtime)
+    assert scraper.get("/metrics", headers={"authorization": f"Bearer {token}x"}).status_code == 401
+    assert scraper.get("/metrics", headers={"authorization": token}).status_code == 401
+    remote = client_for(rt)
     assert remote.get("/metrics").status_code == 401
-    make_user(sqlite_runtime, "aud", ["auditor"])
+    make_user(rt, "aud", ["auditor"])
     assert sign_in(remote, "aud").get("/metrics").status_code == 200
-    admin = sign_in(client_for(sqlite_runtime), "admin", ADMIN_PASSWORD)
+    admin = sign_in(client_for(rt), "admin", ADMIN_PASSWORD)
     assert admin.get("/metrics").status_code == 200
+    make_user(rt, "opal", ["operator"])
+    assert sign_in(client_for(rt), "opal").get("/metrics").status_code == 403
+
+
+def test_metrics_token_and_trusted_proxies_are_validated():
+    with pytest.raises(ValidationError, match="metrics_token"):
+        Settings(metrics_token="short")
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies=["*"])
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies=["proxy.example"])
+    assert Settings(trusted_proxies=["10.0.0.0/8", "::1"]).trusted_proxies == ["10.0.0.0/8", "::1"]
+    assert "a" * 32 not in str(Settings(metrics_token="a" * 32).public_dict())
 
 
 def test_openapi_document_lists_the_api(sqlite_runtime):

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from pscs.audit.events import Actor
 from pscs.auth import service as auth
+from pscs.cli.serve import uvicorn_config
 from pscs.runtime import Runtime
 from pscs.web.app import create_app
 
@@ -142,7 +143,7 @@ class ServerThread:
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -87,3 +87,32 @@ class PolicyAcknowledgement(Base):
     typed_name: Mapped[str] = mapped_column(String(200))
     acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class RoleGrantStatus(StrEnum):
+    PENDING = "pending"  # asked for by one administrator, waiting for a second
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class RoleGrant(Base):
+    """A powerful role (a video role, or one the profile's approvals name) that one
+    administrator gave and a second must approve before the user holds it."""
+
+    __tablename__ = "role_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), default=RoleGrantStatus.PENDING)
+    requested_by: Mapped[str] = mapped_column(String(80))  # the audit actor's name
+    requested_by_id: Mapped[int | None] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_by_id: Mapped[int | None] = mapped_column(Integer)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        one_of("status", RoleGrantStatus),
+        both_or_neither("decided_at", "decided_by", name="decided_with_decider"),
+    )

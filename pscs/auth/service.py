@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
 from pscs.audit.events import Actor, Outcome
+from pscs.auth import grants
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
 from pscs.auth.principal import Principal
 from pscs.clock import utcnow
@@ -56,6 +57,8 @@ def _get_user(session, username: str) -> User:  # noqa: ANN001 - SQLAlchemy sess
 
 # Account management -----------------------------------------------------------------------
 def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, roles: list[str], password: str) -> User:
+    """A new account.  A powerful role given by an administrator waits for a second one
+    (``pscs.auth.grants``); the account starts with the others."""
     if not _USERNAME.match(username):
         raise InvalidInput("username must be 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
     if not full_name.strip():
@@ -72,10 +75,11 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
             full_name=full_name.strip(),
             password_hash=_hasher.hash(password),
             must_change_password=True,
-            roles=[UserRole(role=r) for r in roles],
+            roles=[],
         )
         s.add(user)
         s.flush()
+        assignment = grants.assign_roles(rt, s, user, roles, actor, rt.clock.now())
         user_id = user.id
     rt.audit.record(
         "user.create",
@@ -83,8 +87,10 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
         object_type="user",
         object_id=user_id,
         clauses=("M1",),
-        details={"username": username, "roles": roles},
+        details={"username": username, "roles": assignment.after, "pending_roles": assignment.pending_roles},
     )
+    assignment.before = assignment.after  # the account's first roles are in user.create
+    grants.audit_assignment(rt, actor, assignment)
     return user
 
 
@@ -126,12 +132,29 @@ def find_user(rt: Runtime, username: str) -> User:
 
 def update_user(
     rt: Runtime, actor: Actor, username: str, *, roles: list[str] | None = None, disabled: bool | None = None
-) -> None:
-    """Change roles and/or the disabled flag in one transaction: all of it or none."""
+) -> grants.RoleAssignment | None:
+    """Change roles and/or the disabled flag in one transaction: all of it or none.
+
+    The one way roles change, for the web and the command line: nobody changes their own,
+    and a powerful role given by an administrator waits for a second (``pscs.auth.grants``).
+    Returns what happened to the roles (None when they were not asked to change)."""
     if roles is not None:
         roles = _validate_roles(roles)
         if not roles:
             raise InvalidInput("a user needs at least one role")
+        with rt.db.session() as s:
+            target_id = _get_user(s, username).id
+        decision = decisions.may_change_roles(own_account=grants.is_own_account(actor, target_id, username))
+        if not decision.allowed:
+            raise rt.audit.refusal(
+                "user.roles.change",
+                actor,
+                decision,
+                object_type="user",
+                object_id=target_id,
+                details={"username": username, "asked": roles},
+            )
+    assignment = None
     with rt.db.write() as s:
         user = _get_user(s, username)
         before = sorted(user.role_names)
@@ -141,25 +164,14 @@ def update_user(
         if losing_admin:
             _refuse_removing_last_admin(s, user)
         if roles is not None:
-            # Keep the rows of roles kept: replacing them all would insert a kept role
-            # before its old row is deleted (the unique constraint refuses that).
-            user.roles = [r for r in user.roles if r.role in roles] + [
-                UserRole(role=r) for r in roles if r not in before
-            ]
+            assignment = grants.assign_roles(rt, s, user, roles, actor, rt.clock.now())
         if disabled is not None:
             user.disabled = disabled
             if disabled:
                 _end_sessions(s, user.id, "account disabled")
         user_id = user.id
-    if roles is not None and roles != before:
-        rt.audit.record(
-            "user.roles.change",
-            actor,
-            object_type="user",
-            object_id=user_id,
-            clauses=("M1",),
-            details={"username": username, "before": before, "after": roles},
-        )
+    if assignment is not None:
+        grants.audit_assignment(rt, actor, assignment)
     if disabled is not None:
         rt.audit.record(
             "user.disable" if disabled else "user.enable",
@@ -169,6 +181,7 @@ def update_user(
             clauses=("M1",),
             details={"username": username},
         )
+    return assignment
 
 
 def _refuse_removing_last_admin(s, user: User) -> None:  # noqa: ANN001

@@ -181,6 +181,56 @@ def _print_users(users: list[User]) -> None:
     console.print(table)
 
 
+@user_app.command("roles")
+def user_roles(
+    username: str,
+    role: Annotated[
+        list[str], typer.Option("--role", help=f"The user's roles from now on; repeat: {', '.join(ROLES)}")
+    ],
+) -> None:
+    """Set a user's roles (never your own: the account of your operating-system user name)."""
+    from pscs.auth import service as auth
+
+    rt = open_runtime()
+    change = run_domain(lambda: auth.update_user(rt, cli_actor(), username, roles=role))
+    assert change is not None
+    console.print(f"{username} now holds {', '.join(change.after) or 'no role'}")
+    if change.waiting:
+        console.print(f"waiting for a second administrator: {', '.join(change.pending_roles)}")
+
+
+@user_app.command("grants")
+def user_grants() -> None:
+    """Roles given by one administrator that wait for a second."""
+    from pscs.auth import grants
+
+    rt = open_runtime()
+    table = Table("grant", "user", "role", "given by", "when (UTC)")
+    for g in grants.list_role_grants(rt):
+        table.add_row(str(g.id), g.username, g.role, g.requested_by, g.requested_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+def _decide_grant(grant_id: int, *, approve: bool) -> None:
+    from pscs.auth import grants
+
+    rt = open_runtime()
+    view = run_domain(lambda: grants.decide_role_grant(rt, cli_principal(), grant_id, approve=approve))
+    console.print(f"role grant {view.id} ({view.role} for {view.username}) {view.status}")
+
+
+@user_app.command("approve")
+def user_approve(grant_id: int) -> None:
+    """Approve a role grant as the second administrator (not the one who gave it)."""
+    _decide_grant(grant_id, approve=True)
+
+
+@user_app.command("reject")
+def user_reject(grant_id: int) -> None:
+    """Reject a role grant."""
+    _decide_grant(grant_id, approve=False)
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable an account and end its sessions."""

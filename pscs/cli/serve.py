@@ -106,7 +106,14 @@ def run_server(runtime: Runtime, host: str, port: int, *, record: bool = True) -
 
     app.router.lifespan_context = lifespan
     logging.basicConfig(level=runtime.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level=runtime.settings.log_level.lower(), proxy_headers=False)
+    uvicorn.Server(uvicorn_config(app, host, port, log_level=runtime.settings.log_level.lower())).run()
+
+
+def uvicorn_config(app: object, host: str, port: int, *, log_level: str) -> uvicorn.Config:
+    """The web server's settings.  uvicorn's own proxy-header handling stays off (by default
+    it believes X-Forwarded-* from any loopback peer): the app applies them itself, and only
+    from ``Settings.trusted_proxies``, whatever server runs it."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=False)  # type: ignore[arg-type]
 
 
 # Simulated cameras for `pscs up` --------------------------------------------------------------

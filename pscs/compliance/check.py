@@ -1,4 +1,5 @@
-"""``pscs compliance check``: S1-S3 as they stand right now, and the audit chain (M1).
+"""``pscs compliance check``: S1-S3 as they stand right now, the audit chain (M1), and who
+may read the data files.
 
 A *violation* (the check fails) is:
 
@@ -9,7 +10,10 @@ A *violation* (the check fails) is:
 * S1/S2/S3 — an active hold without its case / docket / request number, a provisional
   hold whose storage request is missing or no longer pending, an evidence item without an
   approved request or a case number;
-* M1 — the audit trail fails verification.
+* M1 — the audit trail fails verification;
+* CJIS-5.5.2 — something in the data folder, the recordings or the evidence store that
+  other local users may read (or the group may write): the database and the keys, and
+  unmasked video, are for the service account only.
 
 *Warnings* do not fail the check: deletions left in flight, holds due for review soon.
 """
@@ -27,6 +31,7 @@ from pscs.cameras.models import Camera
 from pscs.clock import format_utc
 from pscs.evidence.models import EvidenceItem, EvidenceStatus
 from pscs.evidence.service import verify_all
+from pscs.filemodes import too_open
 from pscs.policy import decisions
 from pscs.requests.models import PENDING_STATES, RequestStatus, StorageRequest
 from pscs.retention.models import Hold, HoldCamera, HoldStatus
@@ -164,6 +169,19 @@ def check_audit(rt: Runtime, report: ComplianceReport) -> None:
         report.violations.append(Finding("M1", f"audit trail broken at seq {result.first_bad_seq}: {result.reason}"))
 
 
+FILE_ACCESS = "CJIS-5.5.2"
+
+
+def check_file_modes(rt: Runtime, report: ComplianceReport) -> None:
+    settings = rt.settings
+    roots = [settings.data_dir, settings.keys_dir, settings.recordings_path, settings.evidence_path]
+    found, count = too_open(roots)
+    report.stats["files_too_open"] = count
+    report.violations.extend(Finding(FILE_ACCESS, entry.describe()) for entry in found)
+    if count > len(found):
+        report.violations.append(Finding(FILE_ACCESS, f"... and {count - len(found)} more entries too open"))
+
+
 def run_compliance_check(rt: Runtime, actor: Actor | None = None, *, now: datetime | None = None) -> ComplianceReport:
     actor = actor or Actor.system("compliance")
     now = now or rt.clock.now()
@@ -173,11 +191,12 @@ def run_compliance_check(rt: Runtime, actor: Actor | None = None, *, now: dateti
     check_evidence(rt, actor, report)
     check_pending_deletes(rt, now, report)
     check_audit(rt, report)
+    check_file_modes(rt, report)
     rt.audit.record(
         "compliance.check",
         actor,
         Outcome.ALLOWED if report.ok else Outcome.ERROR,
-        clauses=("S1", "S2", "S3", "M1"),
+        clauses=("S1", "S2", "S3", "M1", FILE_ACCESS),
         details={
             "ok": report.ok,
             "violations": [f"{f.clause}: {f.what}" for f in report.violations][:50],

@@ -44,6 +44,7 @@ from pscs.evidence.models import (
     EvidenceItem,
     EvidenceStatus,
 )
+from pscs.filemodes import FILE_MODE, READ_ONLY_MODE
 from pscs.policy import decisions
 from pscs.runtime import EVIDENCE_KEY, Runtime
 from pscs.signing import load_public_key, load_signer, public_key_path, verify_signature
@@ -51,7 +52,7 @@ from pscs.storage.layout import Stream
 from pscs.storage.models import RecordingGap, Segment
 
 log = logging.getLogger(__name__)
-READ_ONLY = 0o444
+READ_ONLY = READ_ONLY_MODE  # owner and group may read; nobody writes in place; others nothing
 CUSTODY_ACTIONS = tuple(CustodyAction)
 
 
@@ -329,7 +330,7 @@ def file_sha256(path: Path) -> str:
 def _write_read_only(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        os.chmod(path, 0o644)
+        os.chmod(path, FILE_MODE)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as fh:
         fh.write(data)

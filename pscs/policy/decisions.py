@@ -473,3 +473,40 @@ def may_read_audit_trail(user_roles: frozenset[str], *, system: bool = False) ->
     if system or user_roles & AUDIT_READERS:
         return Decision.allow("M1")
     return Decision.deny("M1", "the audit trail is read by: " + ", ".join(sorted(AUDIT_READERS)))
+
+
+# Roles: two people for power (CJIS 5.5.2, separation of duties) ----------------------------------
+SEPARATION_OF_DUTIES = "CJIS-5.5.2"
+
+
+def powerful_roles(profile: PolicyProfile) -> frozenset[str]:
+    """The video roles and every role the profile's approvals name (the two-person rules'
+    approvers): the roles that, given alone, would let one person watch or approve."""
+    named = set(profile.video_roles)
+    for roles in profile.approvals.model_dump().values():
+        named.update(roles)
+    return frozenset(named)
+
+
+def grant_needs_second_admin(role: str, profile: PolicyProfile, *, by_system: bool) -> bool:
+    """Whether giving ``role`` waits for a second administrator.  The installation itself
+    (``pscs`` on the server, whose user holds the database) grants at once."""
+    return profile.role_grants_need_second_admin and not by_system and role in powerful_roles(profile)
+
+
+def may_change_roles(*, own_account: bool) -> Decision:
+    if own_account:
+        return Decision.deny(SEPARATION_OF_DUTIES, "nobody changes their own roles; ask another administrator")
+    return Decision.allow(SEPARATION_OF_DUTIES)
+
+
+def may_decide_role_grant(
+    decider_roles: frozenset[str], *, system: bool, is_requester: bool, is_grantee: bool
+) -> Decision:
+    if is_grantee:
+        return Decision.deny(SEPARATION_OF_DUTIES, "nobody approves a role for themselves")
+    if is_requester:
+        return Decision.deny(SEPARATION_OF_DUTIES, "a second administrator, not the one who gave it, must approve")
+    if not system and "admin" not in decider_roles:
+        return Decision.deny(SEPARATION_OF_DUTIES, "only an administrator approves a role")
+    return Decision.allow(SEPARATION_OF_DUTIES)

@@ -84,6 +84,9 @@ class PolicyProfile(_Strict):
     video_roles: list[Role]
     approvals: Approvals
     mask_lift_max_minutes: int = Field(gt=0, le=24 * 60)
+    # Giving someone a video role or a role the approvals name takes two administrators:
+    # one gives it, another approves, so no one alone can watch or make a second approver.
+    role_grants_need_second_admin: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyProfile:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pscs.filemodes import DIR_MODE, private_file_opener
 from pscs.storage.layout import PARTIAL_SUFFIX, segment_relpath
 
 # Fragmented MP4: the file is only ever appended to, one fragment per GOP or per second
@@ -47,7 +48,7 @@ def ensure_dir(root: Path, relative_dir: str) -> Path:
     for part in Path(relative_dir).parts:
         child = current / part
         if not child.is_dir():
-            child.mkdir(exist_ok=True)
+            child.mkdir(exist_ok=True, mode=DIR_MODE)
             fsync_dir(current)
         current = child
     return current
@@ -139,7 +140,8 @@ class SegmentWriter:
         folder = ensure_dir(self.root, str(Path(relpath).parent))
         final = folder / Path(relpath).name
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
-        fh = open(partial, "wb")  # noqa: SIM115 - closed by finish()/discard()
+        # Unmasked video: never readable by other local users, whatever the umask.
+        fh = open(partial, "wb", opener=private_file_opener)  # noqa: SIM115 - closed by finish()/discard()
         return SegmentFile(camera_id, stream, start_ms, relpath, final, partial, fh)
 
     def finish(self, seg: SegmentFile, *, duration_ms: int, frames: int) -> FinishedSegment:

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -23,6 +22,7 @@ from starlette.routing import WebSocketRoute
 from pscs.audit.events import Actor, Outcome
 from pscs.auth import service as auth
 from pscs.auth.principal import Principal
+from pscs.config import Settings
 from pscs.errors import AuthenticationFailed, PolicyDenied
 from pscs.policy import decisions
 from pscs.policy.profile import PolicyProfile
@@ -41,7 +41,7 @@ class Kind(StrEnum):
     SECOND_FACTOR = "second_factor"  # password accepted, TOTP outstanding
     SIGNED_IN = "signed_in"  # both factors; not yet past the password change / U3 gates
     ROLES = "roles"  # both factors, gates passed, one of the roles
-    LOOPBACK_OR_ROLES = "loopback_or_roles"  # from this machine, or as ROLES
+    TOKEN_OR_ROLES = "token_or_roles"  # noqa: S105 - a kind: the bearer token a setting names, or as ROLES
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class AccessRule:
     profile_roles: tuple[str, ...] = ()  # profile entries naming more, e.g. "approvals.hold_place"
     # Pages a signed-in user must still reach before the gates (password change, U3).
     before_gates: bool = False
+    token_setting: str | None = None  # TOKEN_OR_ROLES: the Settings field holding the token
 
     def roles_in(self, profile: PolicyProfile) -> frozenset[str]:
         """The roles this rule admits under ``profile``."""
@@ -104,11 +105,20 @@ def requires(rule: AccessRule) -> Callable[[F], F]:
     return _declare(rule)
 
 
-def roles(*names: str, loopback: bool = False, profile: tuple[str, ...] = ()) -> Callable[[F], F]:
+def roles(*names: str, profile: tuple[str, ...] = ()) -> Callable[[F], F]:
     """The roles that may use the route (``names``, and those listed by the policy-profile
-    entries ``profile``); ``loopback`` also admits requests from this machine."""
-    rule = role_rule(*names, profile=profile)
-    return _declare(AccessRule(Kind.LOOPBACK_OR_ROLES, rule.roles, rule.profile_roles) if loopback else rule)
+    entries ``profile``)."""
+    return _declare(role_rule(*names, profile=profile))
+
+
+def token_or_roles(token_setting: str, *names: str) -> Callable[[F], F]:
+    """A machine caller with the bearer token held in the setting ``token_setting`` (none
+    when unset), or a signed-in user with one of the roles.  Never the caller's address:
+    behind a reverse proxy every caller comes from this machine."""
+    if token_setting not in Settings.model_fields:
+        raise ValueError(f"access rule: there is no setting {token_setting!r}")
+    rule = role_rule(*names)
+    return _declare(AccessRule(Kind.TOKEN_OR_ROLES, rule.roles, token_setting=token_setting))
 
 
 def permits(request: Request, rule: AccessRule) -> bool:
@@ -142,14 +152,17 @@ def wants_html(request: Request) -> bool:
 
 
 def client_ip(request: Request) -> str | None:
+    """The caller's address: the peer's, or the one a trusted proxy reports
+    (``Settings.trusted_proxies``, applied by the app's proxy-headers middleware)."""
     return request.client.host if request.client else None
 
 
-def is_loopback(request: Request) -> bool:
-    try:
-        return ip_address(client_ip(request) or "").is_loopback
-    except ValueError:
+def has_bearer_token(request: Request, token_setting: str) -> bool:
+    configured = getattr(runtime_of(request).settings, token_setting)
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    if configured is None or scheme.lower() != "bearer" or not sent:
         return False
+    return secrets.compare_digest(sent.strip().encode(), configured.get_secret_value().encode())
 
 
 def anonymous_actor(request: Request) -> Actor:
@@ -194,7 +207,7 @@ async def enforce_access(request: Request) -> None:
         )
     if rule.kind is Kind.PUBLIC:
         return
-    if rule.kind is Kind.LOOPBACK_OR_ROLES and is_loopback(request):
+    if rule.kind is Kind.TOKEN_OR_ROLES and rule.token_setting and has_bearer_token(request, rule.token_setting):
         return
 
     token = request.cookies.get(SESSION_COOKIE)
@@ -234,7 +247,7 @@ async def enforce_access(request: Request) -> None:
             raise Redirect("/acknowledge")
         raise _deny(request, actor, ack.reason, ack.clause, ack.reason)
 
-    if rule.kind in (Kind.ROLES, Kind.LOOPBACK_OR_ROLES):
+    if rule.kind in (Kind.ROLES, Kind.TOKEN_OR_ROLES):
         decision = decisions.role_access(view.roles, rule.roles_in(rt.profile))
         if not decision.allowed:
             raise _deny(request, actor, decision.reason, decision.clause, decision.reason)

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pscs import __version__, startup
 from pscs.errors import PscsError
@@ -93,12 +94,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if request.url.scheme == "https":
+        if request.url.scheme == "https":  # as the client used it (trusted proxies say so)
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    if runtime.settings.trusted_proxies:
+        # Outermost, so that every layer below sees the client's address and scheme; the
+        # headers are believed only from the configured proxies (a caller could forge them).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(runtime.settings.trusted_proxies))
     _install_error_handlers(app)
     return app
 

@@ -31,10 +31,10 @@ LOGIN_CSRF_COOKIE = "pscs_login_csrf"
 
 
 def _cookie_secure(request: Request) -> bool:
-    configured = runtime_of(request).settings.cookie_secure
-    # Default: Secure whenever the request came over TLS.  A browser would not send a
-    # Secure cookie back over plain HTTP, so forcing it there would only break sign-in.
-    return configured if configured is not None else request.url.scheme == "https"
+    # Secure whenever the client came over TLS (directly, or as a trusted proxy reports);
+    # the setting can only add the flag.  A browser would not send a Secure cookie back
+    # over plain HTTP, so forcing it there would only break sign-in.
+    return request.url.scheme == "https" or bool(runtime_of(request).settings.cookie_secure)
 
 
 def _set_session_cookie(request: Request, response: Response, token: str) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from pscs import __version__
 from pscs.web import pages
-from pscs.web.access import any_role, public, roles, runtime_of
+from pscs.web.access import any_role, public, runtime_of, token_or_roles
 
 router = APIRouter()
 
@@ -44,9 +44,9 @@ def metrics_registry(request: Request) -> CollectorRegistry:
 
 
 @router.get("/metrics", tags=["system"])
-@roles("admin", "auditor", loopback=True)
+@token_or_roles("metrics_token", "admin", "auditor")
 def metrics(request: Request) -> Response:
-    """Prometheus metrics: open to this machine's scraper, otherwise to admins and auditors."""
+    """Prometheus metrics: for a scraper with the configured bearer token, and for admins and auditors."""
     return Response(generate_latest(metrics_registry(request)), media_type=CONTENT_TYPE_LATEST)
 
 
