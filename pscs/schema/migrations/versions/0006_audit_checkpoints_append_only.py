@@ -1,0 +1,50 @@
+"""Signed checkpoints are append-only like the events they sign (M1): the database refuses
+UPDATE and DELETE on ``audit_checkpoints`` (and TRUNCATE on PostgreSQL), so removing the
+signatures after a cut takes dropping the triggers first, as rewriting events does.
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+MESSAGE = "audit_checkpoints is append-only (M1)"
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_checkpoints_no_{verb.lower()} BEFORE {verb} ON audit_checkpoints "
+                f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
+            )
+        return
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION pscs_audit_checkpoints_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '{MESSAGE}'; END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER audit_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON audit_checkpoints "
+        "FOR EACH ROW EXECUTE FUNCTION pscs_audit_checkpoints_append_only()"
+    )
+    op.execute(
+        "CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints "
+        "FOR EACH STATEMENT EXECUTE FUNCTION pscs_audit_checkpoints_append_only()"
+    )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_no_update")
+        op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_no_delete")
+        return
+    op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_no_update_delete ON audit_checkpoints")
+    op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_no_truncate ON audit_checkpoints")
+    op.execute("DROP FUNCTION IF EXISTS pscs_audit_checkpoints_append_only()")
