@@ -4,15 +4,74 @@ shipped off the machine."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner, Result
 
+from pscs.audit import log as audit_log
+from pscs.audit.chain import FIELDS, event_hash
 from pscs.audit.events import Actor
+from pscs.audit.log import verify_database
+from pscs.cli.main import app as cli_app
+from pscs.config import Settings, get_settings
+from pscs.install import init_installation
+from pscs.policy.profile import default_profile_text
 from pscs.runtime import Runtime
+from tests.conftest import ADMIN_PASSWORD
 
 ALICE = Actor("alice", 7, "10.0.0.5", "Mozilla/5.0")
 TABLES = ("audit_events", "audit_checkpoints")
+EVERY_EVENTS, EVERY_SECONDS = 10, 60
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def rt(tmp_path: Path, db_url: str | None) -> Iterator[Runtime]:
+    """An installation whose profile signs the head every 10 events or 60 seconds."""
+    profiles = Path(audit_log.__file__).parents[1] / "policy" / "profiles"
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        default_profile_text()
+        .replace("checkpoint_every_events: 1000", f"checkpoint_every_events: {EVERY_EVENTS}")
+        .replace("checkpoint_every_seconds: 60", f"checkpoint_every_seconds: {EVERY_SECONDS}")
+    )
+    shutil.copy(profiles / "norwich-policy.txt", tmp_path / "norwich-policy.txt")
+    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, policy_profile=profile)
+    result = init_installation(settings, admin_password=ADMIN_PASSWORD)
+    assert result.runtime.audit.policy.every_events == EVERY_EVENTS
+    yield result.runtime
+    result.runtime.close()
+
+
+@pytest.fixture
+def cli(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    """``pscs …`` in this process, on the test's installation."""
+    monkeypatch.setenv("PSCS_DATA_DIR", str(rt.settings.data_dir))
+    monkeypatch.setenv("PSCS_POLICY_PROFILE", str(rt.settings.policy_profile))
+    if rt.settings.database_url:
+        monkeypatch.setenv("PSCS_DATABASE_URL", rt.settings.database_url)
+    else:
+        monkeypatch.delenv("PSCS_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(cli_app, list(args))
+    get_settings.cache_clear()
+
+
+class FakeTime:
+    """The audit writer's clock, moved by the test (microseconds)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = audit_log.now_us()
+        monkeypatch.setattr(audit_log, "now_us", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1_000_000)
 
 
 def fill(rt: Runtime, n: int) -> None:
@@ -72,3 +131,125 @@ def test_M1_database_refuses_changing_or_removing_checkpoints(runtime):
     restore_triggers(runtime)
     with pytest.raises(DBAPIError, match="append-only"):
         sql(runtime, "DELETE FROM audit_checkpoints")
+
+
+def verify(rt: Runtime):
+    return verify_database(rt.db, rt.audit_public_key_path.read_bytes(), cadence=rt.audit.policy)
+
+
+def checkpoint_seqs(rt: Runtime) -> list[int]:
+    with rt.db.engine.connect() as conn:
+        return list(conn.execute(text("SELECT seq FROM audit_checkpoints ORDER BY seq")).scalars())
+
+
+def last_seq(rt: Runtime) -> int:
+    return rt.audit.search(limit=1)[0].seq
+
+
+def test_M1_writer_signs_at_least_every_n_events_and_s_seconds(rt, monkeypatch):
+    clock = FakeTime(monkeypatch)
+    fill(rt, 25)  # one batch at a time: the count limit
+    for _ in range(4):  # and 40 s apart: the time limit closes a stretch before it spans 60 s
+        clock.advance(40)
+        fill(rt, 1)
+    seqs = [0, *checkpoint_seqs(rt)]
+    assert all(b - a <= EVERY_EVENTS for a, b in zip(seqs, seqs[1:], strict=False))
+    with rt.db.engine.connect() as conn:
+        ts = dict(conn.execute(text("SELECT seq, ts_us FROM audit_events")).all())
+    for a, b in zip(seqs, seqs[1:], strict=False):
+        assert max(ts[s] for s in range(a + 1, b + 1)) - ts[a + 1] <= EVERY_SECONDS * 1_000_000
+    result = verify(rt)
+    assert result.ok, result.problems
+
+
+def test_M1_one_batch_is_signed_inside_at_the_cadence(rt):
+    """Group commit writes many events in one transaction; the signatures fall inside it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: rt.audit.record("test.concurrent", ALICE, details={"i": i}), range(200)))
+    seqs = [0, *checkpoint_seqs(rt)]
+    assert max(b - a for a, b in zip(seqs, seqs[1:], strict=False)) <= EVERY_EVENTS
+    assert verify(rt).ok
+
+
+def test_M1_deleting_every_checkpoint_is_found(rt):
+    fill(rt, 30)
+    rt.audit.checkpoint()
+    assert verify(rt).ok
+    drop_triggers(rt)
+    sql(rt, "DELETE FROM audit_checkpoints")
+    restore_triggers(rt)
+    result = verify(rt)
+    assert not result.ok and result.first_bad_seq == 1
+    assert "no signed checkpoint between them" in result.reason
+
+
+def test_M1_removed_checkpoints_at_the_end_are_found_once_the_cadence_has_passed(rt, monkeypatch):
+    clock = FakeTime(monkeypatch)
+    fill(rt, 25)
+    rt.audit.checkpoint()
+    kept = checkpoint_seqs(rt)[-2]
+    drop_triggers(rt)
+    sql(rt, "DELETE FROM audit_checkpoints WHERE seq > :s", s=kept)
+    restore_triggers(rt)
+    assert verify(rt).ok  # within the cadence the newest events may still be unsigned
+    clock.advance(3 * EVERY_SECONDS)
+    result = verify(rt)
+    assert not result.ok and result.first_bad_seq == kept + 1
+    assert f"the checkpoints after {kept} were removed" in result.reason
+
+
+def rewrite(rt: Runtime, *, cut: range, keep_checkpoints_before: int | None) -> None:
+    """The attack of issue 16: with write access to the database only, delete events in the
+    middle, renumber and re-hash the rest, delete the checkpoints after the cut (or all),
+    and put the triggers back."""
+    drop_triggers(rt)
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq >= :a AND seq < :b"), {"a": cut.start, "b": cut.stop})
+        later = conn.execute(text("SELECT seq FROM audit_events WHERE seq >= :b ORDER BY seq"), {"b": cut.stop})
+        for (seq,) in later.all():
+            conn.execute(
+                text("UPDATE audit_events SET seq = :new WHERE seq = :old"), {"new": seq - len(cut), "old": seq}
+            )
+        prev = conn.execute(text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": cut.start - 1}).scalar_one()
+        rows = conn.execute(
+            text(f"SELECT {', '.join(FIELDS)} FROM audit_events WHERE seq >= :a ORDER BY seq"), {"a": cut.start}
+        ).all()
+        for row in rows:
+            new = event_hash(prev, list(row))
+            conn.execute(
+                text("UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"p": prev, "h": new, "s": row[0]},
+            )
+            prev = new
+        if keep_checkpoints_before is None:
+            conn.execute(text("DELETE FROM audit_checkpoints"))
+        else:
+            conn.execute(text("DELETE FROM audit_checkpoints WHERE seq >= :s"), {"s": keep_checkpoints_before})
+        last_cp = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints")).scalar_one()
+        conn.execute(
+            text(
+                "UPDATE audit_head SET seq = :n, hash = :h, checkpoint_seq = :c, unsigned_since_us = "
+                "(SELECT ts_us FROM audit_events WHERE seq = :c + 1)"
+            ),
+            {"n": rows[-1][0], "h": prev, "c": last_cp},
+        )
+    restore_triggers(rt)
+
+
+@pytest.mark.parametrize("checkpoints", ["after the cut", "all"])
+def test_M1_full_rewrite_then_checkpoint_still_fails_verification(rt, cli, checkpoints):
+    fill(rt, 60)
+    assert cli("audit", "checkpoint").exit_code == 0
+    before = cli("audit", "verify")
+    assert before.exit_code == 0, before.output
+    first_cut = 20
+    keep = None if checkpoints == "all" else first_cut
+    last_kept_cp = 0 if keep is None else max(s for s in checkpoint_seqs(rt) if s < first_cut)
+    rewrite(rt, cut=range(first_cut, first_cut + 5), keep_checkpoints_before=keep)
+    cli("audit", "checkpoint")  # what the service does every minute
+    result = cli("audit", "verify")
+    assert result.exit_code == 3, result.output
+    assert f"BROKEN at seq {last_kept_cp + 1}" in result.output
+    assert "no signed checkpoint between them" in result.output

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from pscs.audit.chain import (
     FIELDS,
     GENESIS_HASH,
     Checkpoint,
+    CheckpointPolicy,
     VerifyResult,
     canonical_details,
     checkpoint_message,
@@ -42,12 +42,6 @@ _events = AuditEventRow.__table__
 _VERIFY_BATCH = 20_000
 
 
-@dataclass(frozen=True)
-class CheckpointPolicy:
-    every_events: int = 1000
-    every_seconds: int = 60
-
-
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -60,7 +54,7 @@ class AuditLog:
         self._cv = threading.Lock()
         self._pending: list[tuple[dict[str, Any], Future[int]]] = []
         self._leader_active = False
-        self._sql: tuple[str, str, str, str] | None = None
+        self._sql: tuple[str, str, str] | None = None
 
     # Writing ------------------------------------------------------------------------------
     def record(
@@ -154,44 +148,55 @@ class AuditLog:
                 for (_, fut), seq in zip(batch, seqs, strict=True):
                     fut.set_result(seq)
 
-    def _statements(self) -> tuple[str, str, str, str]:
+    def _statements(self) -> tuple[str, str, str]:
         if self._sql is None:
             mark = "?" if self.db.engine.dialect.paramstyle == "qmark" else "%s"
             columns = (*FIELDS, "prev_hash", "hash")
             lock = "" if self.db.is_sqlite else " FOR UPDATE"
             # Only fixed column names and placeholders are interpolated; values are bound.
             self._sql = (
-                f"SELECT seq, hash, checkpoint_seq, checkpoint_ts_us FROM audit_head WHERE id = 1{lock}",
+                "SELECT seq, hash, checkpoint_seq, checkpoint_ts_us, unsigned_since_us "
+                f"FROM audit_head WHERE id = 1{lock}",
                 f"INSERT INTO audit_events ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
-                f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",
                 f"UPDATE audit_head SET seq = {mark}, hash = {mark}, checkpoint_seq = {mark}, "
-                f"checkpoint_ts_us = {mark} WHERE id = 1",
+                f"checkpoint_ts_us = {mark}, unsigned_since_us = {mark} WHERE id = 1",
             )
         return self._sql
 
     def _write_batch(self, rows: list[dict[str, Any]], force_checkpoint: bool = False) -> list[int]:
+        """Append ``rows`` and sign the head wherever the cadence asks (see Cadence): before an
+        event that would make the unsigned stretch too long, and at the end when it is due."""
         # Plain SQL through the driver: this is the hot path of every audited action, and
         # SQLAlchemy's statement compilation would cost more than the database work.
-        select_head, insert_event, update_head, update_head_cp = self._statements()
+        select_head, insert_event, update_head = self._statements()
+        every_events, every_us = self.policy.every_events, self.policy.every_seconds * 1_000_000
         with self.db.write_connection() as conn:
-            head_seq, prev, cp_seq, cp_ts = conn.exec_driver_sql(select_head).one()
+            head_seq, prev, cp_seq, cp_ts, unsigned_since = conn.exec_driver_sql(select_head).one()
             seq = head_seq
             params = []
+            checkpoints: list[dict[str, Any]] = []
             for row in rows:
+                stretch_start = row["ts_us"] if unsigned_since is None else unsigned_since
+                if seq > cp_seq and (seq - cp_seq >= every_events or row["ts_us"] - stretch_start > every_us):
+                    checkpoints.append(self._sign(seq, prev, now_us()))
+                    cp_seq, cp_ts = seq, checkpoints[-1]["ts_us"]
                 seq += 1
                 values = [seq, *(row[f] for f in FIELDS[1:])]
                 digest = event_hash(prev, values)
                 params.append((*values, prev, digest))
                 prev = digest
+                if seq == cp_seq + 1:
+                    unsigned_since = row["ts_us"]
             if params:
                 conn.exec_driver_sql(insert_event, params)
             ts = now_us()
-            due = seq - cp_seq >= self.policy.every_events or ts - cp_ts >= self.policy.every_seconds * 1_000_000
+            due = seq - cp_seq >= every_events or ts - (unsigned_since or ts) >= every_us
             if seq > cp_seq and (due or force_checkpoint):
-                conn.execute(insert(AuditCheckpoint.__table__), [self._sign(seq, prev, ts)])
-                conn.exec_driver_sql(update_head_cp, (seq, prev, seq, ts))
-            else:
-                conn.exec_driver_sql(update_head, (seq, prev))
+                checkpoints.append(self._sign(seq, prev, ts))
+                cp_seq, cp_ts = seq, ts
+            if checkpoints:
+                conn.execute(insert(AuditCheckpoint.__table__), checkpoints)
+            conn.exec_driver_sql(update_head, (seq, prev, cp_seq, cp_ts, unsigned_since if seq > cp_seq else None))
         return list(range(head_seq + 1, seq + 1))
 
     def _sign(self, seq: int, head_hash: str, ts_us: int) -> dict[str, Any]:
@@ -261,8 +266,16 @@ def ensure_head(db: Database) -> None:
             s.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH, checkpoint_seq=0, checkpoint_ts_us=now_us()))
 
 
-def verify_database(db: Database, public_key_pem: bytes | None) -> VerifyResult:
-    """Recompute the whole chain and every checkpoint straight from the database."""
+def verify_database(
+    db: Database,
+    public_key_pem: bytes | None,
+    *,
+    cadence: CheckpointPolicy | None = None,
+    signed_heads: Mapping[str, list[Checkpoint]] | None = None,
+) -> VerifyResult:
+    """Recompute the whole chain and every checkpoint straight from the database; with
+    ``cadence``, hold the checkpoints to it (up to now); ``signed_heads`` kept elsewhere
+    (the signer's record, anchors) must match the chain too."""
     public_key = load_public_key(public_key_pem) if public_key_pem else None
     with db.session() as s:
         checkpoints = [
@@ -285,7 +298,15 @@ def verify_database(db: Database, public_key_pem: bytes | None) -> VerifyResult:
         finally:
             raw.close()
 
-    return verify_rows(rows(), checkpoints, public_key, head)
+    return verify_rows(
+        rows(),
+        checkpoints,
+        public_key,
+        head,
+        cadence=cadence,
+        now_us=now_us() if cadence is not None else None,
+        signed_heads=signed_heads,
+    )
 
 
 def _with_refusal_reason(details: dict[str, Any], reason: str) -> dict[str, Any]:

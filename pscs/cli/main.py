@@ -229,7 +229,8 @@ def audit_verify(
         Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")
     ] = None,
 ) -> None:
-    """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
+    """Recompute the hash chain, the checkpoints and their cadence; exit 0 when intact, 3 naming
+    the first bad seq and every break found."""
     from pscs.oversight.audit_trail import verify_trail
 
     rt = open_runtime()
@@ -240,7 +241,9 @@ def audit_verify(
             f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints"
         )
         return
-    err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}")
+    err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}", highlight=False)
+    for seq, reason in result.problems[1:]:
+        err.print(f"  also at seq {seq}: {reason}", markup=False, highlight=False)
     raise typer.Exit(3)
 
 

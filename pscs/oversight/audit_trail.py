@@ -55,10 +55,11 @@ def export_events(
 
 def verify_trail(rt: Runtime, principal: Principal, *, public_key_pem: bytes | None = None) -> VerifyResult:
     """Recompute the hash chain and the signed checkpoints, with this installation's key
-    unless another is given (an auditor's own copy)."""
+    unless another is given (an auditor's own copy), and hold the checkpoints to the
+    profile's cadence."""
     decision = _decide(rt, principal, "audit.verify")
     key = public_key_pem if public_key_pem is not None else rt.audit_public_key_path.read_bytes()
-    result = verify_database(rt.db, key)
+    result = verify_database(rt.db, key, cadence=rt.audit.policy)
     rt.audit.record(
         "audit.verify",
         principal.actor,
