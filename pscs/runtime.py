@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pscs.audit.log import AuditLog, CheckpointPolicy
+from pscs.audit.signed_heads import RECORD_NAME, SignedHeadRecord
 from pscs.clock import Clock
 from pscs.config import Settings
 from pscs.db.engine import Database
@@ -45,6 +46,7 @@ class Runtime:
             db,
             load_signer(keys, AUDIT_KEY),
             CheckpointPolicy(profile.audit.checkpoint_every_events, profile.audit.checkpoint_every_seconds),
+            SignedHeadRecord(keys / RECORD_NAME),
         )
         return cls(settings=settings, profile=profile, db=db, audit=audit, secrets=SecretBox.load(keys))
 

@@ -17,6 +17,7 @@ from pscs.audit import log as audit_log
 from pscs.audit.chain import FIELDS, event_hash
 from pscs.audit.events import Actor
 from pscs.audit.log import verify_database
+from pscs.audit.signed_heads import SigningRefused
 from pscs.cli.main import app as cli_app
 from pscs.config import Settings, get_settings
 from pscs.install import init_installation
@@ -248,8 +249,75 @@ def test_M1_full_rewrite_then_checkpoint_still_fails_verification(rt, cli, check
     keep = None if checkpoints == "all" else first_cut
     last_kept_cp = 0 if keep is None else max(s for s in checkpoint_seqs(rt) if s < first_cut)
     rewrite(rt, cut=range(first_cut, first_cut + 5), keep_checkpoints_before=keep)
-    cli("audit", "checkpoint")  # what the service does every minute
+    signed = cli("audit", "checkpoint")  # what the service does every minute
+    assert signed.exit_code == 3 and "not signed" in signed.output and "cut off" in signed.output
     result = cli("audit", "verify")
     assert result.exit_code == 3, result.output
     assert f"BROKEN at seq {last_kept_cp + 1}" in result.output
-    assert "no signed checkpoint between them" in result.output
+    assert "no signed checkpoint between them" in result.output  # the cadence
+    assert "does not match the chain" in result.output  # the signer's record
+
+
+def test_M1_cadence_alone_finds_the_rewrite_when_the_forged_head_is_signed(rt):
+    """Were the forged head signed anyway (a signer without its record), the stretch the
+    removed checkpoints leave is still too long."""
+    fill(rt, 60)
+    rt.audit.checkpoint()
+    rewrite(rt, cut=range(20, 25), keep_checkpoints_before=20)
+    unrecorded = audit_log.AuditLog(rt.db, rt.audit.signer, rt.audit.policy, record=None)
+    assert unrecorded.checkpoint() == last_seq(rt)
+    result = verify(rt)  # the database alone, without the signer's record
+    assert not result.ok and "no signed checkpoint between them" in result.reason
+
+
+def test_M1_signer_records_every_head_it_signs(rt):
+    fill(rt, 35)
+    rt.audit.checkpoint()
+    recorded = rt.audit.head_record.read()
+    assert [h.seq for h in recorded] == checkpoint_seqs(rt)
+    assert recorded[-1].seq == last_seq(rt)
+    assert oct(rt.audit.head_record.path.stat().st_mode & 0o777) == "0o600"
+    assert rt.audit.head_record.path.parent == rt.settings.keys_dir
+
+
+def test_M1_signer_refuses_a_head_that_does_not_extend_the_last_it_signed(rt):
+    """Even with every checkpoint left in place and the timestamps kept within the cadence,
+    a rewritten chain is not signed, and a cut-off one is found."""
+    fill(rt, 8)
+    rt.audit.checkpoint()
+    signed = last_seq(rt)
+    drop_triggers(rt)
+    sql(rt, "UPDATE audit_events SET actor = 'mallory' WHERE seq = :s", s=signed)
+    with rt.db.engine.begin() as conn:
+        row = conn.execute(
+            text(f"SELECT {', '.join(FIELDS)}, prev_hash FROM audit_events WHERE seq = :s"), {"s": signed}
+        )
+        values = list(row.one())
+        forged = event_hash(values[-1], values[:-1])
+        conn.execute(text("UPDATE audit_events SET hash = :h WHERE seq = :s"), {"h": forged, "s": signed})
+        conn.execute(text("UPDATE audit_head SET hash = :h"), {"h": forged})
+    restore_triggers(rt)
+    fill(rt, 2)  # appends still work; their head is left unsigned
+    with pytest.raises(SigningRefused, match=f"event {signed} is not the one this signer signed"):
+        rt.audit.checkpoint()
+    assert checkpoint_seqs(rt)[-1] == signed
+
+
+def test_M1_a_trail_cut_off_at_a_checkpoint_is_found_by_the_signers_record(rt, cli):
+    fill(rt, 30)
+    rt.audit.checkpoint()
+    keep = checkpoint_seqs(rt)[-2]
+    drop_triggers(rt)
+    sql(rt, "DELETE FROM audit_events WHERE seq > :s", s=keep)
+    sql(rt, "DELETE FROM audit_checkpoints WHERE seq > :s", s=keep)
+    with rt.db.engine.begin() as conn:
+        kept_hash = conn.execute(text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": keep}).scalar_one()
+        conn.execute(
+            text("UPDATE audit_head SET seq = :s, hash = :h, checkpoint_seq = :s, unsigned_since_us = NULL"),
+            {"s": keep, "h": kept_hash},
+        )
+    restore_triggers(rt)
+    assert verify(rt).ok  # the database alone looks like a quiet installation
+    result = cli("audit", "verify")
+    assert result.exit_code == 3
+    assert f"BROKEN at seq {keep + 1}" in result.output and "events were cut off" in result.output

@@ -282,9 +282,14 @@ def audit_pubkey() -> None:
 
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
-    """Sign the chain's current head now."""
+    """Sign the chain's current head now (refused, exit 3, unless it extends the last head signed)."""
+    from pscs.audit.signed_heads import SigningRefused
+
     rt = open_runtime()
-    seq = rt.audit.checkpoint()
+    try:
+        seq = rt.audit.checkpoint()
+    except SigningRefused as exc:
+        raise fail(f"not signed: {exc.message}", 3) from exc
     console.print(f"checkpoint at seq {seq}")
 
 
