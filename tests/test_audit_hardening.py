@@ -17,7 +17,7 @@ from pscs.audit import log as audit_log
 from pscs.audit.chain import FIELDS, event_hash
 from pscs.audit.events import Actor
 from pscs.audit.log import verify_database
-from pscs.audit.signed_heads import SigningRefused
+from pscs.audit.signed_heads import SigningRefused, parse_heads
 from pscs.cli.main import app as cli_app
 from pscs.config import Settings, get_settings
 from pscs.install import init_installation
@@ -321,3 +321,66 @@ def test_M1_a_trail_cut_off_at_a_checkpoint_is_found_by_the_signers_record(rt, c
     result = cli("audit", "verify")
     assert result.exit_code == 3
     assert f"BROKEN at seq {keep + 1}" in result.output and "events were cut off" in result.output
+
+
+@pytest.fixture
+def anchored(rt: Runtime, tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
+    """The installation again, sending its signed heads to a file that stands for another host."""
+    anchor = tmp_path / "elsewhere" / "pscs-heads.jsonl"
+    anchor.parent.mkdir()
+    settings = rt.settings.model_copy(update={"audit_anchors": [f"file://{anchor}"]})
+    other = Runtime.open(settings)
+    yield other, anchor
+    other.close()
+
+
+def test_M1_signed_heads_reach_the_file_anchor(anchored):
+    rt, anchor = anchored
+    fill(rt, 25)
+    rt.audit.checkpoint()
+    sent = parse_heads(anchor.read_text(), str(anchor))
+    assert len(sent) >= 3 and {h.seq for h in sent} <= set(checkpoint_seqs(rt))
+    assert sent[-1].seq == last_seq(rt) and sent == rt.audit.head_record.read()[-len(sent) :]
+    assert oct(anchor.stat().st_mode & 0o777) == "0o640"
+
+
+def test_M1_an_unreachable_anchor_does_not_stop_the_trail(rt, tmp_path):
+    missing = tmp_path / "not-mounted" / "heads.jsonl"
+    other = Runtime.open(rt.settings.model_copy(update={"audit_anchors": [str(missing)]}))
+    try:
+        fill(other, 12)
+        assert other.audit.checkpoint() == last_seq(other)
+    finally:
+        other.close()
+    assert not missing.exists() and verify(rt).ok
+
+
+def test_M1_anchors_catch_a_rewrite_by_someone_who_also_holds_the_key(anchored, cli, tmp_path):
+    """Root on the server can rewrite the chain, delete the signer's record and sign the
+    forged head with the key; the heads already sent elsewhere still disagree."""
+    rt, anchor = anchored
+    fill(rt, 60)
+    rt.audit.checkpoint()
+    intact = cli("audit", "verify", "--anchors", str(anchor))
+    assert intact.exit_code == 0, intact.output
+    anchored_seqs = [h.seq for h in parse_heads(anchor.read_text(), str(anchor))]
+    rewrite(rt, cut=range(30, 35), keep_checkpoints_before=30)
+    rt.audit.head_record.path.unlink()
+    unrecorded = audit_log.AuditLog(rt.db, rt.audit.signer, rt.audit.policy, record=None)
+    unrecorded.checkpoint()
+    result = cli("audit", "verify", "--anchors", str(anchor))
+    assert result.exit_code == 3, result.output
+    first_mismatch = min(s for s in anchored_seqs if s >= 30)
+    assert f"anchored head ({anchor}) at {first_mismatch}" in result.output
+    assert "does not match the chain" in result.output
+    unreadable = cli("audit", "verify", "--anchors", str(tmp_path / "nowhere.jsonl"))
+    assert unreadable.exit_code == 2 and "cannot be read" in unreadable.output
+
+
+def test_M1_anchor_urls_are_checked():
+    from pscs.audit.anchors import FileAnchor, anchor_from_url
+
+    assert anchor_from_url("file:///srv/heads.jsonl") == FileAnchor("file:///srv/heads.jsonl", Path("/srv/heads.jsonl"))
+    for bad in ("heads.jsonl", "ftp://host/x", "s3://"):
+        with pytest.raises(ValueError, match="anchor"):
+            anchor_from_url(bad)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
+from pscs.audit.anchors import AnchorSink
 from pscs.audit.chain import (
     FIELDS,
     GENESIS_HASH,
@@ -56,11 +57,13 @@ class AuditLog:
         signer: Signer,
         policy: CheckpointPolicy | None = None,
         record: SignedHeadRecord | None = None,
+        anchors: Sequence[AnchorSink] = (),
     ) -> None:
         self.db = db
         self.signer = signer
         self.policy = policy or CheckpointPolicy()
         self.head_record = record  # the signer's own record of what it signed (None: not kept)
+        self.anchors = tuple(anchors)  # where signed heads are also sent, off the machine
         self._refusal_logged = False
         self._cv = threading.Lock()
         self._pending: list[tuple[dict[str, Any], Future[int]]] = []
@@ -223,9 +226,8 @@ class AuditLog:
             if checkpoints:
                 conn.execute(insert(AuditCheckpoint.__table__), checkpoints)
             conn.exec_driver_sql(update_head, (seq, prev, cp_seq, cp_ts, unsigned_since if seq > cp_seq else None))
-        if checkpoints and self.head_record is not None:
-            # Only once committed: a head recorded but rolled back would block all signing.
-            self.head_record.append([Checkpoint(**cp) for cp in checkpoints])
+        if checkpoints:
+            self._after_commit([Checkpoint(**cp) for cp in checkpoints])
         if refused is not None:
             if force_checkpoint:
                 raise SigningRefused(refused)
@@ -233,6 +235,17 @@ class AuditLog:
                 log.error("audit checkpoint refused: %s", refused)
                 self._refusal_logged = True
         return list(range(head_seq + 1, seq + 1))
+
+    def _after_commit(self, heads: list[Checkpoint]) -> None:
+        """Record the heads (only once committed: a head recorded but rolled back would block
+        all signing), then send them to the anchors."""
+        if self.head_record is not None:
+            self.head_record.append(heads)
+        for sink in self.anchors:
+            try:
+                sink.send(heads)
+            except Exception:  # an unreachable anchor must not stop the trail
+                log.exception("audit anchor %s did not take the heads at %s", sink.url, [h.seq for h in heads])
 
     def _refusal(self, seq: int, hash_at: Callable[[int], str | None]) -> str | None:
         """Why the head at ``seq`` must not be signed, or None: it must extend the last head

@@ -228,14 +228,24 @@ def audit_verify(
     public_key: Annotated[
         Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")
     ] = None,
+    anchors: Annotated[
+        list[str] | None,
+        typer.Option("--anchors", help="Signed heads sent off the machine: a file of them, or file:// or s3:// URL"),
+    ] = None,
 ) -> None:
-    """Recompute the hash chain, the checkpoints and their cadence; exit 0 when intact, 3 naming
-    the first bad seq and every break found."""
+    """Recompute the hash chain, the checkpoints and their cadence, and match the chain against
+    the signer's record and any anchors; exit 0 when intact, 3 naming the first bad seq and
+    every break found."""
+    from pscs.audit.anchors import read_anchored_heads
     from pscs.oversight.audit_trail import verify_trail
 
+    try:
+        anchored = read_anchored_heads([str(Path(a).resolve()) if "://" not in a else a for a in anchors or []])
+    except ValueError as exc:
+        raise fail(str(exc), 2) from exc
     rt = open_runtime()
     key = public_key.read_bytes() if public_key else None
-    result = run_domain(lambda: verify_trail(rt, cli_principal(), public_key_pem=key))
+    result = run_domain(lambda: verify_trail(rt, cli_principal(), public_key_pem=key, anchors=anchored))
     if result.ok:
         console.print(
             f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints"
