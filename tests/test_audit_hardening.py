@@ -384,3 +384,17 @@ def test_M1_anchor_urls_are_checked():
     for bad in ("heads.jsonl", "ftp://host/x", "s3://"):
         with pytest.raises(ValueError, match="anchor"):
             anchor_from_url(bad)
+
+
+def test_M1_web_verification_lists_every_break(rt):
+    from tests.web_helpers import client_for, csrf_of, make_user, sign_in
+
+    make_user(rt, "audrey", ["auditor"])
+    auditor = sign_in(client_for(rt), "audrey")
+    fill(rt, 30)
+    rewrite(rt, cut=range(15, 18), keep_checkpoints_before=None)
+    body = auditor.post("/api/v1/audit/verify", headers={"x-csrf-token": csrf_of(auditor)}).json()
+    assert body["ok"] is False and body["first_bad_seq"] == 1
+    reasons = [p["reason"] for p in body["problems"]]
+    assert any("no signed checkpoint between them" in r for r in reasons)
+    assert any(r.startswith("events") and "head in the signer's record" in r for r in reasons)

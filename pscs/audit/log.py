@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pscs.policy.decisions import Decision
 
 log = logging.getLogger("pscs.audit")
+SIGNER_RECORD = "head in the signer's record"
 _events = AuditEventRow.__table__
 _VERIFY_BATCH = 20_000
 
@@ -280,6 +281,17 @@ class AuditLog:
             return head.checkpoint_seq if head and head.checkpoint_seq else None
 
     # Reading ------------------------------------------------------------------------------
+    def verify(
+        self, public_key_pem: bytes | None, anchors: Mapping[str, list[Checkpoint]] | None = None
+    ) -> VerifyResult:
+        """The whole trail: the chain, the checkpoints and their cadence, and the heads in the
+        signer's record and in ``anchors`` (signed heads kept elsewhere, by where they were read)."""
+        signed_heads = dict(anchors or {})
+        recorded = self.head_record.read() if self.head_record is not None else []
+        if recorded:
+            signed_heads[SIGNER_RECORD] = recorded
+        return verify_database(self.db, public_key_pem, cadence=self.policy, signed_heads=signed_heads)
+
     def search(
         self,
         *,

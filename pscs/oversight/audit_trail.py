@@ -10,7 +10,6 @@ from datetime import datetime
 
 from pscs.audit.chain import Checkpoint, VerifyResult
 from pscs.audit.export import FORMATS
-from pscs.audit.log import verify_database
 from pscs.audit.models import AuditEventRow
 from pscs.auth.principal import Principal
 from pscs.clock import as_utc
@@ -53,9 +52,6 @@ def export_events(
     return rt.audit.iter_range(since, until)
 
 
-SIGNER_RECORD = "head in the signer's record"
-
-
 def verify_trail(
     rt: Runtime,
     principal: Principal,
@@ -69,11 +65,7 @@ def verify_trail(
     (signed heads kept elsewhere, by where they were read from)."""
     decision = _decide(rt, principal, "audit.verify")
     key = public_key_pem if public_key_pem is not None else rt.audit_public_key_path.read_bytes()
-    signed_heads = dict(anchors or {})
-    recorded = rt.audit.head_record.read() if rt.audit.head_record is not None else []
-    if recorded:
-        signed_heads[SIGNER_RECORD] = recorded
-    result = verify_database(rt.db, key, cadence=rt.audit.policy, signed_heads=signed_heads)
+    result = rt.audit.verify(key, anchors)
     rt.audit.record(
         "audit.verify",
         principal.actor,
