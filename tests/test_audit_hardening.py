@@ -398,3 +398,40 @@ def test_M1_web_verification_lists_every_break(rt):
     reasons = [p["reason"] for p in body["problems"]]
     assert any("no signed checkpoint between them" in r for r in reasons)
     assert any(r.startswith("events") and "head in the signer's record" in r for r in reasons)
+
+
+def test_M1_upgrade_to_0006_starts_the_cadence_where_the_trail_is(tmp_path, db_url):
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from pscs.schema.migrate import alembic_config, current_revision, upgrade
+
+    url = db_url or f"sqlite:///{tmp_path / 'pscs.db'}"
+    upgrade(url, "0005")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for seq in (1, 2, 3):
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_events (seq, ts_us, actor, action, clauses, outcome, details, prev_hash, "
+                        "hash) VALUES (:s, :t, 'a', 'x', 'M1', 'allowed', '{}', 'p', 'h')"
+                    ),
+                    {"s": seq, "t": 1000 * seq},
+                )
+            conn.execute(text("INSERT INTO audit_head VALUES (1, 3, 'h', 1, 1500)"))
+            conn.execute(text("INSERT INTO audit_checkpoints VALUES (1, 1500, 'h', 'k', 's')"))
+        upgrade(url)
+        assert current_revision(url) == "0006"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT unsigned_since_us FROM audit_head")).scalar_one() == 2000
+        with pytest.raises(DBAPIError, match="audit_checkpoints is append-only"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_checkpoints"))
+        engine.dispose()
+        command.downgrade(alembic_config(url), "0005")
+        assert current_revision(url) == "0005"
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_checkpoints"))
+            assert "unsigned_since_us" not in list(conn.execute(text("SELECT * FROM audit_head")).keys())
+    finally:
+        engine.dispose()
