@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     recorder_workers: int | None = Field(default=None, ge=1, le=64, description="Default: one per CPU core")
     min_free_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk-pressure threshold")
     log_level: str = "INFO"
+    audit_anchors: list[str] = Field(
+        default_factory=list,
+        description="Where signed audit heads are also sent (file:///path, s3://bucket/prefix); see pscs.audit.anchors",
+    )
 
     @field_validator("database_url")
     @classmethod

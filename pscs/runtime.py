@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pscs.audit.anchors import anchor_from_url
 from pscs.audit.log import AuditLog, CheckpointPolicy
+from pscs.audit.signed_heads import RECORD_NAME, SignedHeadRecord
 from pscs.clock import Clock
 from pscs.config import Settings
 from pscs.db.engine import Database
@@ -45,6 +47,8 @@ class Runtime:
             db,
             load_signer(keys, AUDIT_KEY),
             CheckpointPolicy(profile.audit.checkpoint_every_events, profile.audit.checkpoint_every_seconds),
+            SignedHeadRecord(keys / RECORD_NAME),
+            [anchor_from_url(url) for url in settings.audit_anchors],
         )
         return cls(settings=settings, profile=profile, db=db, audit=audit, secrets=SecretBox.load(keys))
 

@@ -483,7 +483,7 @@ def test_upgrade_from_0004_refuses_rows_that_break_a_constraint_and_changes_noth
 def test_downgrade_to_0004_removes_the_constraints_and_keeps_the_data(url: str) -> None:
     upgrade(url, "0004")
     _execute(url, VALID_0004_ROWS)
-    upgrade(url)
+    upgrade(url, "0005")
     command.downgrade(alembic_config(url), "0004")
     assert current_revision(url) == "0004"
     assert _counts(url) == COUNTS

@@ -1,6 +1,7 @@
-"""Audit tables.  Rows of ``audit_events`` are append-only: database triggers refuse
-UPDATE and DELETE (migration 0002), and the hash chain exposes any change made with the
-triggers dropped."""
+"""Audit tables.  Rows of ``audit_events`` and ``audit_checkpoints`` are append-only:
+database triggers refuse UPDATE and DELETE (migrations 0002 and 0006), and the hash chain,
+the checkpoint cadence and the signer's own record expose any change made with the triggers
+dropped."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
     checkpoint_seq: Mapped[int] = mapped_column(BigInteger)
     checkpoint_ts_us: Mapped[int] = mapped_column(BigInteger)
+    # ts_us of the first event after the last checkpoint (None when everything is signed):
+    # where the writer's time limit on an unsigned stretch counts from.
+    unsigned_since_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditCheckpoint(Base):

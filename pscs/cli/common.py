@@ -6,6 +6,7 @@ import getpass
 from collections.abc import Callable
 from typing import TypeVar
 
+import click
 import typer
 from rich.console import Console
 
@@ -43,9 +44,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def open_runtime() -> Runtime:
     startup.prepare()  # every command that can reach the deletion path opens a runtime first
     try:
-        return Runtime.open(get_settings())
+        rt = Runtime.open(get_settings())
     except (NotInitialised, ProfileError) as exc:
         raise fail(str(exc)) from exc
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: _sign_and_close(rt))
+    return rt
+
+
+def _sign_and_close(rt: Runtime) -> None:
+    """A command signs the events it wrote before it ends (M1): the trail's newest events
+    must not wait for the service, which may not be running, to be signed."""
+    try:
+        rt.audit.checkpoint()
+    except Exception as exc:  # the command's own outcome stands; the trail's state is reported
+        err.print(f"[bold yellow]warning:[/] the audit trail's head was not signed: {exc}", highlight=False)
+    finally:
+        rt.close()
 
 
 def run_domain(action: Callable[[], T]) -> T:

@@ -294,19 +294,32 @@ def audit_verify(
     public_key: Annotated[
         Path | None, typer.Option(help="Checkpoint public key (default: this installation's)")
     ] = None,
+    anchors: Annotated[
+        list[str] | None,
+        typer.Option("--anchors", help="Signed heads sent off the machine: a file of them, or file:// or s3:// URL"),
+    ] = None,
 ) -> None:
-    """Recompute the hash chain and checkpoints; exit 0 when intact, 3 naming the first bad seq."""
+    """Recompute the hash chain, the checkpoints and their cadence, and match the chain against
+    the signer's record and any anchors; exit 0 when intact, 3 naming the first bad seq and
+    every break found."""
+    from pscs.audit.anchors import read_anchored_heads
     from pscs.oversight.audit_trail import verify_trail
 
+    try:
+        anchored = read_anchored_heads([str(Path(a).resolve()) if "://" not in a else a for a in anchors or []])
+    except ValueError as exc:
+        raise fail(str(exc), 2) from exc
     rt = open_runtime()
     key = public_key.read_bytes() if public_key else None
-    result = run_domain(lambda: verify_trail(rt, cli_principal(), public_key_pem=key))
+    result = run_domain(lambda: verify_trail(rt, cli_principal(), public_key_pem=key, anchors=anchored))
     if result.ok:
         console.print(
             f"audit trail intact: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints"
         )
         return
-    err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}")
+    err.print(f"[bold red]audit trail BROKEN at seq {result.first_bad_seq}[/]: {result.reason}", highlight=False)
+    for seq, reason in result.problems[1:]:
+        err.print(f"  also at seq {seq}: {reason}", markup=False, highlight=False)
     raise typer.Exit(3)
 
 
@@ -345,9 +358,14 @@ def audit_pubkey() -> None:
 
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
-    """Sign the chain's current head now."""
+    """Sign the chain's current head now (refused, exit 3, unless it extends the last head signed)."""
+    from pscs.audit.signed_heads import SigningRefused
+
     rt = open_runtime()
-    seq = rt.audit.checkpoint()
+    try:
+        seq = rt.audit.checkpoint()
+    except SigningRefused as exc:
+        raise fail(f"not signed: {exc.message}", 3) from exc
     console.print(f"checkpoint at seq {seq}")
 
 

@@ -26,7 +26,6 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from pscs.audit.events import Actor, Outcome
-from pscs.audit.log import verify_database
 from pscs.cameras.models import Camera
 from pscs.clock import format_utc
 from pscs.evidence.models import EvidenceItem, EvidenceStatus
@@ -163,7 +162,7 @@ def check_pending_deletes(rt: Runtime, now: datetime, report: ComplianceReport) 
 
 
 def check_audit(rt: Runtime, report: ComplianceReport) -> None:
-    result = verify_database(rt.db, rt.audit_public_key_path.read_bytes())
+    result = rt.audit.verify(rt.audit_public_key_path.read_bytes())
     report.stats["audit_events_verified"] = result.events_checked
     if not result.ok:
         report.violations.append(Finding("M1", f"audit trail broken at seq {result.first_bad_seq}: {result.reason}"))

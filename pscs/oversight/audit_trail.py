@@ -5,12 +5,11 @@ allowed or refused, is itself audited, here.  The edges only write out what is r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
-from pscs.audit.chain import VerifyResult
+from pscs.audit.chain import Checkpoint, VerifyResult
 from pscs.audit.export import FORMATS
-from pscs.audit.log import verify_database
 from pscs.audit.models import AuditEventRow
 from pscs.auth.principal import Principal
 from pscs.clock import as_utc
@@ -53,12 +52,20 @@ def export_events(
     return rt.audit.iter_range(since, until)
 
 
-def verify_trail(rt: Runtime, principal: Principal, *, public_key_pem: bytes | None = None) -> VerifyResult:
+def verify_trail(
+    rt: Runtime,
+    principal: Principal,
+    *,
+    public_key_pem: bytes | None = None,
+    anchors: Mapping[str, list[Checkpoint]] | None = None,
+) -> VerifyResult:
     """Recompute the hash chain and the signed checkpoints, with this installation's key
-    unless another is given (an auditor's own copy)."""
+    unless another is given (an auditor's own copy); hold the checkpoints to the profile's
+    cadence; and match the chain against the heads the signer recorded and any ``anchors``
+    (signed heads kept elsewhere, by where they were read from)."""
     decision = _decide(rt, principal, "audit.verify")
     key = public_key_pem if public_key_pem is not None else rt.audit_public_key_path.read_bytes()
-    result = verify_database(rt.db, key)
+    result = rt.audit.verify(key, anchors)
     rt.audit.record(
         "audit.verify",
         principal.actor,

@@ -94,7 +94,7 @@ def export_events(
 @router.post("/api/v1/audit/verify")
 @auditor
 def verify(request: Request) -> dict[str, Any]:
-    """Recompute the chain and the signed checkpoints."""
+    """Recompute the chain, the signed checkpoints and their cadence, and match the signer's record."""
     result = audit.verify_trail(runtime_of(request), principal_of(request))
     return {
         "ok": result.ok,
@@ -102,6 +102,7 @@ def verify(request: Request) -> dict[str, Any]:
         "checkpoints_checked": result.checkpoints_checked,
         "first_bad_seq": result.first_bad_seq,
         "reason": result.reason,
+        "problems": [{"seq": seq, "reason": reason} for seq, reason in result.problems],
     }
 
 
