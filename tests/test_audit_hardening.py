@@ -421,7 +421,7 @@ def test_M1_upgrade_to_0006_starts_the_cadence_where_the_trail_is(tmp_path, db_u
                 )
             conn.execute(text("INSERT INTO audit_head VALUES (1, 3, 'h', 1, 1500)"))
             conn.execute(text("INSERT INTO audit_checkpoints VALUES (1, 1500, 'h', 'k', 's')"))
-        upgrade(url)
+        upgrade(url, "0006")
         assert current_revision(url) == "0006"
         with engine.connect() as conn:
             assert conn.execute(text("SELECT unsigned_since_us FROM audit_head")).scalar_one() == 2000
