@@ -132,3 +132,22 @@ def test_admin_camera_ids_past_2_63_are_422(sqlite_runtime: Runtime) -> None:
     admin = sign_in(client_for(sqlite_runtime), "admin", ADMIN_PASSWORD)
     response = admin.patch(f"/api/v1/cameras/{HUGE}", json={"enabled": False}, headers={"x-csrf-token": csrf_of(admin)})
     assert "camera_id" in fields_of(response)
+
+
+def test_the_cli_takes_the_same_ranges(tmp_path) -> None:  # noqa: ANN001
+    from tests.test_cli import pscs
+
+    data_dir = tmp_path / "var"
+    assert pscs(data_dir, "init").returncode == 0
+    for args in (
+        ("audit", "export", "--since", "9999-12-31"),
+        ("retention", "report", "--until", "0001-01-01"),
+        ("hold", "list", "--camera", str(HUGE)),
+        ("request", "list", "--year", "9999"),
+        ("evidence", "transfer", str(HUGE), "--to", "court", "--method", "by hand"),
+        ("camera", "disable", str(HUGE)),
+    ):
+        result = pscs(data_dir, *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, args
+    assert pscs(data_dir, "audit", "export", "--since", "2026-01-01").returncode == 0

@@ -15,9 +15,7 @@ from annotated_types import Interval
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from pscs import clock
-
-# The largest integer a database column (BIGINT, SQLite's INTEGER) holds.
-MAX_INT = 2**63 - 1
+from pscs.db.base import MAX_INT
 
 # A row's id: positive, and no larger than the database can hold.
 Id = Annotated[int, Interval(ge=1, le=MAX_INT)]
