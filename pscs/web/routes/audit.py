@@ -13,6 +13,7 @@ from pscs.policy.decisions import AUDIT_READERS
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of
 from pscs.web.defs.common import MAX_INT, Instant
+from pscs.web.openapi import answers_in
 
 router = APIRouter(tags=["audit"])
 auditor = roles(*AUDIT_READERS)
@@ -73,7 +74,7 @@ def search_events(
     return {"events": [event_dict(r) for r in rows]}
 
 
-@router.get("/api/v1/audit/export")
+@router.get("/api/v1/audit/export", responses=answers_in("text/csv", "application/x-ndjson"))
 @auditor
 def export_events(
     request: Request,

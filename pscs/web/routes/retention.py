@@ -15,6 +15,7 @@ from pscs.retention.report import read_disposal_report
 from pscs.web import pages
 from pscs.web.access import principal_of, requires, runtime_of
 from pscs.web.defs.common import Day, Instant
+from pscs.web.openapi import answers_in
 from pscs.web.routes.records import LOG_READERS, attachment
 
 router = APIRouter(tags=["retention"])
@@ -34,7 +35,7 @@ def report_dict(report: DisposalReport) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/retention/disposals")
+@router.get("/api/v1/retention/disposals", responses=answers_in("application/json", "text/csv", "application/pdf"))
 @requires(LOG_READERS)
 def disposals(
     request: Request,

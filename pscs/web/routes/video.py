@@ -36,6 +36,7 @@ from pscs.video.live import LiveHub
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, principal_of, runtime_of
 from pscs.web.defs.common import MAX_INT, EpochMs, Id
+from pscs.web.openapi import answers_in
 from pscs.web.routes.purposes import video_roles
 
 router = APIRouter(tags=["video"])
@@ -109,7 +110,7 @@ def playback_timeline(
 
 
 # Snapshots -----------------------------------------------------------------------------------
-@router.get("/api/v1/cameras/{camera_id}/snapshot")
+@router.get("/api/v1/cameras/{camera_id}/snapshot", responses=answers_in("image/png"))
 @video_roles
 def snapshot(request: Request, camera_id: Id, at_ms: EpochMs | None = None) -> Response:
     """A PNG of the camera now (live), or of the recording at ``at_ms``; masked (U4)."""
@@ -126,7 +127,7 @@ def snapshot(request: Request, camera_id: Id, at_ms: EpochMs | None = None) -> R
 
 
 # Playback ------------------------------------------------------------------------------------
-@router.get("/api/v1/playback/{camera_id}/stream")
+@router.get("/api/v1/playback/{camera_id}/stream", responses=answers_in("video/mp4"))
 @video_roles
 def playback_stream(
     request: Request,
