@@ -55,6 +55,15 @@ def iso_ms(ms: int | None, timespec: str = "auto") -> str | None:
         return str(ms)
 
 
+def iso_us(us: int) -> str:
+    """Epoch microseconds (the audit trail's times) in ISO 8601 to the microsecond; like
+    :func:`iso_ms`, a value out of the calendar's range comes back as its number."""
+    try:
+        return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds")
+    except (OverflowError, ValueError, OSError):
+        return str(us)
+
+
 def format_utc(when: int | datetime, seconds: bool = True) -> str:
     """For people and printed forms: ``2026-12-02 13:48:46Z`` (``…13:48Z`` without seconds).
     Never fails: a value out of the calendar's range is shown as it is stored."""

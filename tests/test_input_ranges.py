@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert
 
-from pscs.clock import EARLIEST_MS, LATEST_MS, format_utc, iso_ms
+from pscs.clock import EARLIEST_MS, LATEST_MS, format_utc, iso_ms, iso_us
 from pscs.retention.models import Hold, HoldCamera
 from pscs.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD
@@ -32,6 +32,8 @@ def test_formatters_show_the_raw_value_of_an_impossible_time() -> None:
     assert format_utc(-(2**62), seconds=False) == str(-(2**62))
     assert format_utc(EARLIEST_MS) == "2000-01-01 00:00:00Z"
     assert iso_ms(LATEST_MS) == "2100-01-01T00:00:00+00:00"
+    assert iso_us(2**62) == str(2**62)
+    assert iso_us(1_796_223_587_907_633) == "2026-12-02T14:59:47.907633+00:00"
 
 
 def test_a_hold_in_year_one_breaks_no_page_and_no_api(sqlite_runtime: Runtime) -> None:
