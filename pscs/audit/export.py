@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from pscs import csvsafe
 from pscs.audit.chain import FIELDS
 from pscs.audit.models import AuditEventRow
+from pscs.clock import iso_us
 
 COLUMNS = (*FIELDS[:2], "time_utc", *FIELDS[2:], "prev_hash", "hash")
 FORMATS = ("csv", "jsonl")
@@ -21,7 +21,7 @@ FORMATS = ("csv", "jsonl")
 
 def event_dict(row: AuditEventRow) -> dict[str, Any]:
     data = {name: getattr(row, name) for name in (*FIELDS, "prev_hash", "hash")}
-    data["time_utc"] = datetime.fromtimestamp(row.ts_us / 1e6, UTC).isoformat(timespec="microseconds")
+    data["time_utc"] = iso_us(row.ts_us)
     return data
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from pscs.cameras import service as cameras
-from pscs.cli.common import cli_actor, console, open_runtime, run_domain
+from pscs.cli.common import ID, cli_actor, console, fail, open_runtime, run_domain
 
 app = typer.Typer(help="Register and manage cameras", no_args_is_help=True)
 
@@ -80,4 +80,9 @@ def enable(camera: str) -> None:
 
 
 def _ref(camera: str) -> int | str:
-    return int(camera) if camera.isdigit() else camera
+    """A camera's id or name; a number past any id is refused here, not by the database."""
+    if not (camera.isascii() and camera.isdigit()):
+        return camera
+    if not 1 <= int(camera) <= ID["max"]:
+        raise fail(f"no camera {camera}: an id is a number from {ID['min']} to {ID['max']}", 2)
+    return int(camera)

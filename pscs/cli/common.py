@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 import click
@@ -13,12 +14,19 @@ from rich.console import Console
 from pscs import startup
 from pscs.audit.events import Actor
 from pscs.auth.principal import Principal
+from pscs.clock import EARLIEST, LATEST, check_instant
 from pscs.config import get_settings
+from pscs.db.base import MAX_INT
 from pscs.errors import PscsError
 from pscs.policy.profile import ProfileError
 from pscs.runtime import NotInitialised, Runtime
 
 T = TypeVar("T")
+
+# The ranges of an id and a year given on the command line, as ``typer.Option(**ID)``; the
+# same bounds as the web's (pscs.web.defs.common).
+ID = {"min": 1, "max": MAX_INT}
+YEAR = {"min": EARLIEST.year, "max": LATEST.year}
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -34,6 +42,16 @@ def cli_principal() -> Principal:
     whoever runs it on the server already holds the database and the keys, so it reads the
     records office's reports and the audit trail (the policy admits system principals)."""
     return Principal(cli_actor())
+
+
+def instant(value: datetime | None) -> datetime | None:
+    """A time option's callback: in UTC, and inside the window pscs accepts (pscs.clock)."""
+    if value is None:
+        return None
+    try:
+        return check_instant(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

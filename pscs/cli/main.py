@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_runtime, run_domain
+from pscs.cli.common import cli_actor, cli_principal, console, err, fail, instant, open_runtime, run_domain
 from pscs.config import get_settings
 from pscs.errors import PscsError
 from pscs.policy.profile import ROLES, ProfileError, load_profile
@@ -325,8 +325,8 @@ def audit_verify(
 
 @audit_app.command("export")
 def audit_export(
-    since: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601")] = None,
-    until: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601")] = None,
+    since: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601", callback=instant)] = None,
+    until: Annotated[datetime | None, typer.Option(help="UTC, ISO 8601", callback=instant)] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: standard output")] = None,
 ) -> None:

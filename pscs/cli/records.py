@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pscs.cli.common import cli_actor, cli_principal, console, err, fail, open_runtime, run_domain
+from pscs.cli.common import ID, YEAR, cli_actor, cli_principal, console, err, fail, instant, open_runtime, run_domain
 from pscs.clock import format_utc
 from pscs.errors import PscsError
 
@@ -93,8 +93,8 @@ def retention_run(
 
 @retention_app.command("report")
 def retention_report(
-    since: Annotated[datetime | None, typer.Option(help="UTC; default: 30 days ago")] = None,
-    until: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
+    since: Annotated[datetime | None, typer.Option(help="UTC; default: 30 days ago", callback=instant)] = None,
+    until: Annotated[datetime | None, typer.Option(help="UTC; default: now", callback=instant)] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or pdf")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
@@ -136,7 +136,7 @@ def retention_report(
 @hold_app.command("list")
 def hold_list(
     status: Annotated[str | None, typer.Option(help="active, released or lapsed")] = "active",
-    camera: Annotated[int | None, typer.Option(help="Only holds on this camera")] = None,
+    camera: Annotated[int | None, typer.Option(help="Only holds on this camera", **ID)] = None,
 ) -> None:
     """List holds and when each must next be re-affirmed."""
     from pscs.retention.holds import list_holds
@@ -171,7 +171,7 @@ def hold_review() -> None:
 # Storage requests ---------------------------------------------------------------------------------
 @request_app.command("list")
 def request_list(
-    status: Annotated[str | None, typer.Option()] = None, year: Annotated[int | None, typer.Option()] = None
+    status: Annotated[str | None, typer.Option()] = None, year: Annotated[int | None, typer.Option(**YEAR)] = None
 ) -> None:
     """The Records Commander's log."""
     from pscs.requests.service import list_requests
@@ -197,7 +197,7 @@ def request_list(
 def request_log(
     fmt: Annotated[str, typer.Option("--format", help="csv or pdf")] = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
-    year: Annotated[int | None, typer.Option()] = None,
+    year: Annotated[int | None, typer.Option(**YEAR)] = None,
 ) -> None:
     """Export the log (CSV, or PDF with --output)."""
     from pscs.requests.log import export_request_log, log_csv
@@ -300,7 +300,7 @@ def evidence_verify(item: Annotated[int | None, typer.Argument(help="An item id 
 
 @evidence_app.command("transfer")
 def evidence_transfer(
-    item: int,
+    item: Annotated[int, typer.Argument(**ID)],
     to: Annotated[str, typer.Option(help="Who received it")],
     method: Annotated[str, typer.Option(help="How it was handed over")],
     note: Annotated[str, typer.Option()] = "",

@@ -10,6 +10,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+# The largest integer a column holds (PostgreSQL's BIGINT, SQLite's INTEGER): ids and counts
+# that enter pscs are checked against it at the edges (pscs.web.defs.common, pscs.cli.common).
+MAX_INT = 2**63 - 1
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -19,6 +19,7 @@ from pscs.errors import PscsError
 from pscs.runtime import Runtime
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, wants_html
+from pscs.web.openapi import openapi_document
 from pscs.web.routes import (
     account,
     admin,
@@ -70,6 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (
         system,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from pydantic import Field
 
-from pscs.web.defs.common import FORM_CONFIG, Body
+from pscs.web.defs.common import FORM_CONFIG, Body, Day
 
 
 class Transfer(Body):
@@ -18,7 +17,7 @@ class Transfer(Body):
 
 class DisposalProposal(Body):
     case_reference: Annotated[str, Field(min_length=1, max_length=100)]
-    case_closed_on: date
+    case_closed_on: Day
     authority: Annotated[str, Field(min_length=1, max_length=5000)]
 
 

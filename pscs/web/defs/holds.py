@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
 
-from pscs.web.defs.common import FORM_CONFIG, Body, Reason
+from pscs.web.defs.common import FORM_CONFIG, Body, Id, Instant, Reason
 
 
 class NewHold(Body):
-    camera_ids: Annotated[list[int], Field(min_length=1)]
-    start: datetime
-    end: datetime
+    camera_ids: Annotated[list[Id], Field(min_length=1, max_length=200)]
+    start: Instant
+    end: Instant
     reason: Reason
     reference: Annotated[str, Field(min_length=1, max_length=100)]
     description: Annotated[str, Field(max_length=5000)] = ""
 
 
 class HoldChange(Body):
-    camera_ids: Annotated[list[int] | None, Field(min_length=1)] = None
-    start: datetime | None = None
-    end: datetime | None = None
+    camera_ids: Annotated[list[Id] | None, Field(min_length=1, max_length=200)] = None
+    start: Instant | None = None
+    end: Instant | None = None
     reference: Annotated[str | None, Field(min_length=1, max_length=100)] = None
     description: Annotated[str | None, Field(max_length=5000)] = None
     owner: Annotated[str | None, Field(min_length=1, max_length=64)] = None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from pscs.web.defs.common import FORM_CONFIG, Body, Reason
+from pscs.web.defs.common import FORM_CONFIG, Body, Id, Instant, Reason
 
 RequestStatus = Literal["submitted", "approved", "denied", "fulfilled"]
 
@@ -15,9 +14,9 @@ RequestStatus = Literal["submitted", "approved", "denied", "fulfilled"]
 class NewRequest(Body):
     unit: Annotated[str, Field(min_length=1, max_length=200)]
     case_number: Annotated[str, Field(min_length=1, max_length=100)]
-    camera_ids: Annotated[list[int], Field(min_length=1)]
-    start: datetime
-    end: datetime
+    camera_ids: Annotated[list[Id], Field(min_length=1, max_length=200)]
+    start: Instant
+    end: Instant
     reason: Reason
     narrative: Annotated[str, Field(min_length=1, max_length=5000)]
     attestation_name: Annotated[str, Field(min_length=1, max_length=200)]

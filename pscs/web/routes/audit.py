@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -13,14 +12,16 @@ from pscs.oversight import audit_trail as audit
 from pscs.policy.decisions import AUDIT_READERS
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of
+from pscs.web.defs.common import MAX_INT, Instant
+from pscs.web.openapi import answers_in
 
 router = APIRouter(tags=["audit"])
 auditor = roles(*AUDIT_READERS)
 
 
 def _filters(
-    since: datetime | None,
-    until: datetime | None,
+    since: Instant | None,
+    until: Instant | None,
     actor: str | None,
     action: str | None,
     outcome: str | None,
@@ -42,7 +43,7 @@ def _filters(
     }
 
 
-Since = Annotated[datetime | None, Query(description="UTC, ISO 8601")]
+Since = Annotated[Instant | None, Query(description="UTC, ISO 8601")]
 Text = Annotated[str | None, Query(max_length=200)]
 
 
@@ -58,7 +59,7 @@ def search_events(
     object_type: Text = None,
     object_id: Text = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> dict[str, Any]:
     """Search events, newest first; page with ``before_seq``."""
     rt = runtime_of(request)
@@ -73,7 +74,7 @@ def search_events(
     return {"events": [event_dict(r) for r in rows]}
 
 
-@router.get("/api/v1/audit/export")
+@router.get("/api/v1/audit/export", responses=answers_in("text/csv", "application/x-ndjson"))
 @auditor
 def export_events(
     request: Request,

@@ -16,6 +16,7 @@ from pscs.recording.alerts import open_alerts
 from pscs.recording.models import CameraHealth
 from pscs.web import pages
 from pscs.web.access import roles, runtime_of
+from pscs.web.defs.common import Id
 
 router = APIRouter(tags=["cameras"])
 admin_only = roles("admin")
@@ -88,7 +89,7 @@ def add_camera(request: Request, body: NewCamera) -> dict[str, Any]:
 
 @router.patch("/api/v1/cameras/{camera_id}")
 @admin_only
-def change_camera(request: Request, camera_id: int, body: CameraChange) -> dict[str, Any]:
+def change_camera(request: Request, camera_id: Id, body: CameraChange) -> dict[str, Any]:
     rt = runtime_of(request)
     changes = body.model_dump(exclude_unset=True)
     enabled = changes.pop("enabled", None)

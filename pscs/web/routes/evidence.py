@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pscs.evidence import service as evidence
 from pscs.web import pages
 from pscs.web.access import permits, principal_of, requires, runtime_of
+from pscs.web.defs.common import Id
 from pscs.web.defs.evidence import DisposalProposal, DisposalProposalForm, Transfer, Withdrawal
 from pscs.web.routes.records import (
     CUSTODY,
@@ -34,21 +35,21 @@ def list_evidence(request: Request) -> dict[str, Any]:
 
 @router.get("/api/v1/evidence/{item_id}")
 @requires(HOLD_VIEW)
-def get_evidence(request: Request, item_id: int) -> dict[str, Any]:
+def get_evidence(request: Request, item_id: Id) -> dict[str, Any]:
     """The item, its chain of custody and its disposal authorisations."""
     return evidence.get_item(runtime_of(request), principal_of(request), item_id).as_dict()
 
 
 @router.post("/api/v1/evidence/{item_id}/verify")
 @requires(LOG_READERS)
-def verify_evidence(request: Request, item_id: int) -> dict[str, Any]:
+def verify_evidence(request: Request, item_id: Id) -> dict[str, Any]:
     result = evidence.verify_item(runtime_of(request), request.state.actor, item_id)
     return {"item_id": item_id, "ok": result.ok, "files_checked": result.files_checked, "problems": result.problems}
 
 
 @router.post("/api/v1/evidence/{item_id}/transfer")
 @requires(CUSTODY)
-def transfer_evidence(request: Request, item_id: int, body: Transfer) -> dict[str, Any]:
+def transfer_evidence(request: Request, item_id: Id, body: Transfer) -> dict[str, Any]:
     event = evidence.transfer(
         runtime_of(request), request.state.actor, item_id, to=body.to, method=body.method, note=body.note
     )
@@ -57,7 +58,7 @@ def transfer_evidence(request: Request, item_id: int, body: Transfer) -> dict[st
 
 @router.post("/api/v1/evidence/{item_id}/disposal", status_code=201)
 @requires(DISPOSAL_PROPOSERS)
-def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> dict[str, Any]:
+def propose_disposal(request: Request, item_id: Id, body: DisposalProposal) -> dict[str, Any]:
     """Propose destroying an item whose case is closed (S3); a second person approves."""
     return evidence.propose_disposal(
         runtime_of(request),
@@ -71,13 +72,13 @@ def propose_disposal(request: Request, item_id: int, body: DisposalProposal) -> 
 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/approve")
 @requires(DISPOSAL_SECOND)
-def approve_disposal(request: Request, disposal_id: int) -> dict[str, Any]:
+def approve_disposal(request: Request, disposal_id: Id) -> dict[str, Any]:
     return evidence.approve_disposal(runtime_of(request), principal_of(request), disposal_id)
 
 
 @router.post("/api/v1/evidence/disposals/{disposal_id}/withdraw")
 @requires(DISPOSAL_PROPOSERS)
-def withdraw_disposal(request: Request, disposal_id: int, body: Withdrawal) -> dict[str, Any]:
+def withdraw_disposal(request: Request, disposal_id: Id, body: Withdrawal) -> dict[str, Any]:
     return evidence.withdraw_disposal(runtime_of(request), principal_of(request), disposal_id, body.reason)
 
 
@@ -91,7 +92,7 @@ def evidence_page(request: Request) -> Response:
 
 @router.get("/records/evidence/{item_id}", include_in_schema=False)
 @requires(HOLD_VIEW)
-def evidence_item_page(request: Request, item_id: int) -> Response:
+def evidence_item_page(request: Request, item_id: Id) -> Response:
     rt = runtime_of(request)
     return pages.render(
         request,
@@ -108,12 +109,12 @@ def evidence_item_page(request: Request, item_id: int) -> Response:
 
 @router.post("/records/evidence/{item_id}/disposal", include_in_schema=False)
 @requires(DISPOSAL_PROPOSERS)
-def disposal_form(request: Request, item_id: int, form: Annotated[DisposalProposalForm, Form()]) -> Response:
+def disposal_form(request: Request, item_id: Id, form: Annotated[DisposalProposalForm, Form()]) -> Response:
     propose_disposal(request, item_id, form)
     return see_other(f"/records/evidence/{item_id}")
 
 
 @router.post("/records/evidence/disposals/{disposal_id}/approve", include_in_schema=False)
 @requires(DISPOSAL_SECOND)
-def disposal_approve_form(request: Request, disposal_id: int) -> Response:
+def disposal_approve_form(request: Request, disposal_id: Id) -> Response:
     return see_other(f"/records/evidence/{approve_disposal(request, disposal_id)['item_id']}")

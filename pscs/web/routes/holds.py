@@ -13,6 +13,7 @@ from pscs.retention import holds
 from pscs.retention.models import HOLD_REASONS
 from pscs.web import pages
 from pscs.web.access import any_role, permits, principal_of, requires, runtime_of
+from pscs.web.defs.common import Id
 from pscs.web.defs.holds import (
     HoldChange,
     NewHold,
@@ -30,7 +31,7 @@ HoldStatus = Literal["active", "released", "lapsed"]
 
 @router.get("/api/v1/holds")
 @requires(HOLD_VIEW)
-def list_holds(request: Request, status: HoldStatus | None = None, camera_id: int | None = None) -> dict[str, Any]:
+def list_holds(request: Request, status: HoldStatus | None = None, camera_id: Id | None = None) -> dict[str, Any]:
     views = holds.list_holds(runtime_of(request), principal_of(request), status=status, camera_id=camera_id)
     return {"holds": [h.as_dict() for h in views]}
 
@@ -53,13 +54,13 @@ def create_hold(request: Request, body: NewHold) -> dict[str, Any]:
 
 @router.get("/api/v1/holds/{hold_id}")
 @requires(HOLD_VIEW)
-def get_hold(request: Request, hold_id: int) -> dict[str, Any]:
+def get_hold(request: Request, hold_id: Id) -> dict[str, Any]:
     return holds.get_hold(runtime_of(request), principal_of(request), hold_id).as_dict()
 
 
 @router.patch("/api/v1/holds/{hold_id}")
 @requires(HOLD_MANAGE)
-def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, Any]:
+def change_hold(request: Request, hold_id: Id, body: HoldChange) -> dict[str, Any]:
     return holds.change_hold(
         runtime_of(request),
         principal_of(request),
@@ -75,13 +76,13 @@ def change_hold(request: Request, hold_id: int, body: HoldChange) -> dict[str, A
 
 @router.post("/api/v1/holds/{hold_id}/reaffirm")
 @requires(HOLD_MANAGE)
-def reaffirm_hold(request: Request, hold_id: int, body: Reaffirmation) -> dict[str, Any]:
+def reaffirm_hold(request: Request, hold_id: Id, body: Reaffirmation) -> dict[str, Any]:
     return holds.reaffirm_hold(runtime_of(request), principal_of(request), hold_id, body.note).as_dict()
 
 
 @router.post("/api/v1/holds/{hold_id}/release")
 @requires(HOLD_MANAGE)
-def release_hold(request: Request, hold_id: int, body: Release) -> dict[str, Any]:
+def release_hold(request: Request, hold_id: Id, body: Release) -> dict[str, Any]:
     return holds.release_hold(runtime_of(request), principal_of(request), hold_id, body.reason).as_dict()
 
 
@@ -132,7 +133,7 @@ def holds_form(request: Request, form: Annotated[NewHoldForm, Form()]) -> Respon
 
 @router.get("/records/holds/{hold_id}", include_in_schema=False)
 @requires(HOLD_VIEW)
-def hold_page(request: Request, hold_id: int) -> Response:
+def hold_page(request: Request, hold_id: Id) -> Response:
     rt = runtime_of(request)
     return pages.render(
         request,
@@ -147,13 +148,13 @@ def hold_page(request: Request, hold_id: int) -> Response:
 
 @router.post("/records/holds/{hold_id}/reaffirm", include_in_schema=False)
 @requires(HOLD_MANAGE)
-def hold_reaffirm_form(request: Request, hold_id: int, form: Annotated[ReaffirmationForm, Form()]) -> Response:
+def hold_reaffirm_form(request: Request, hold_id: Id, form: Annotated[ReaffirmationForm, Form()]) -> Response:
     reaffirm_hold(request, hold_id, form)
     return see_other(f"/records/holds/{hold_id}")
 
 
 @router.post("/records/holds/{hold_id}/release", include_in_schema=False)
 @requires(HOLD_MANAGE)
-def hold_release_form(request: Request, hold_id: int, form: Annotated[ReleaseForm, Form()]) -> Response:
+def hold_release_form(request: Request, hold_id: Id, form: Annotated[ReleaseForm, Form()]) -> Response:
     release_hold(request, hold_id, form)
     return see_other(f"/records/holds/{hold_id}")

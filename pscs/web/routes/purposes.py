@@ -3,7 +3,6 @@ purpose picker.  No video is served without an open purpose session (see video.p
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -14,6 +13,7 @@ from pscs.errors import InvalidInput, PolicyDenied
 from pscs.purposes import service as purposes
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of
+from pscs.web.defs.common import Id, Instant
 
 router = APIRouter(tags=["purposes"])
 
@@ -26,7 +26,7 @@ class OpenPurpose(BaseModel):
     purpose: Annotated[str, Field(min_length=1, max_length=60)]
     case_number: Annotated[str | None, Field(max_length=100)] = None
     incident_number: Annotated[str | None, Field(max_length=100)] = None
-    designation_id: int | None = None
+    designation_id: Id | None = None
     note: Annotated[str | None, Field(max_length=500)] = None
 
 
@@ -34,8 +34,8 @@ class NewDesignation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     location: Annotated[str, Field(min_length=1, max_length=300)]
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
-    camera_ids: Annotated[list[int], Field(min_length=1, max_length=200)]
-    valid_until: datetime
+    camera_ids: Annotated[list[Id], Field(min_length=1, max_length=200)]
+    valid_until: Instant
 
 
 class Revocation(BaseModel):
@@ -107,7 +107,7 @@ def create_designation(request: Request, body: NewDesignation) -> dict[str, Any]
 
 @router.post("/api/v1/designations/{designation_id}/revoke")
 @designators
-def revoke_designation(request: Request, designation_id: int, body: Revocation) -> dict[str, Any]:
+def revoke_designation(request: Request, designation_id: Id, body: Revocation) -> dict[str, Any]:
     view = purposes.revoke_designation(runtime_of(request), principal_of(request), designation_id, body.reason)
     return {"designation": view.as_dict()}
 

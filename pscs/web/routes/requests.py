@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from pscs.clock import utc_to_ms
@@ -17,6 +17,7 @@ from pscs.requests.log import export_request_log, log_csv
 from pscs.retention.models import HOLD_REASONS
 from pscs.web import pages
 from pscs.web.access import permits, principal_of, requires, runtime_of
+from pscs.web.defs.common import EpochMs, Id, Year
 from pscs.web.defs.requests import NewRequest, NewRequestForm, RequestDecision, RequestDecisionForm, RequestStatus
 from pscs.web.routes.records import LOG_READERS, READERS, REQUEST_DECIDERS, VIDEO, attachment, camera_names, see_other
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["storage requests"])
 
 @router.get("/api/v1/storage-requests")
 @requires(READERS)
-def list_requests(request: Request, status: RequestStatus | None = None, year: int | None = None) -> dict[str, Any]:
+def list_requests(request: Request, status: RequestStatus | None = None, year: Year | None = None) -> dict[str, Any]:
     """The log for the records commander and auditors; anyone else sees their own requests."""
     views = requests.list_requests(runtime_of(request), principal_of(request), status=status, year=year)
     return {"requests": [v.as_dict() for v in views]}
@@ -94,9 +95,9 @@ def requests_page(request: Request, status: str = "") -> Response:
 @requires(VIDEO)
 def request_form_page(
     request: Request,
-    camera_id: Annotated[int | None, Query(ge=1)] = None,
-    start_ms: Annotated[int | None, Query(ge=0)] = None,
-    end_ms: Annotated[int | None, Query(ge=0)] = None,
+    camera_id: Id | None = None,
+    start_ms: EpochMs | None = None,
+    end_ms: EpochMs | None = None,
 ) -> Response:
     """The S2 form; playback's "request storage for this range" fills camera and range in."""
     rt = runtime_of(request)
@@ -133,7 +134,7 @@ def blank_form(request: Request) -> Response:
     )
 
 
-def _log_export(request: Request, fmt: Literal["csv", "pdf"], year: int | None) -> Response:
+def _log_export(request: Request, fmt: Literal["csv", "pdf"], year: Year | None) -> Response:
     """The whole log leaves through the service, which decides who may and audits it."""
     rt = runtime_of(request)
     views = export_request_log(rt, principal_of(request), year=year, fmt=fmt)
@@ -144,13 +145,13 @@ def _log_export(request: Request, fmt: Literal["csv", "pdf"], year: int | None) 
 
 @router.get("/records/requests/log.csv", include_in_schema=False)
 @requires(LOG_READERS)
-def log_csv_export(request: Request, year: int | None = None) -> Response:
+def log_csv_export(request: Request, year: Year | None = None) -> Response:
     return _log_export(request, "csv", year)
 
 
 @router.get("/records/requests/log.pdf", include_in_schema=False)
 @requires(LOG_READERS)
-def log_pdf_export(request: Request, year: int | None = None) -> Response:
+def log_pdf_export(request: Request, year: Year | None = None) -> Response:
     return _log_export(request, "pdf", year)
 
 

@@ -3,7 +3,7 @@ The service decides who may read it and audits every read; these routes only for
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +14,8 @@ from pscs.retention.disposal import DisposalReport, report_csv
 from pscs.retention.report import read_disposal_report
 from pscs.web import pages
 from pscs.web.access import principal_of, requires, runtime_of
+from pscs.web.defs.common import Day, Instant
+from pscs.web.openapi import answers_in
 from pscs.web.routes.records import LOG_READERS, attachment
 
 router = APIRouter(tags=["retention"])
@@ -33,12 +35,12 @@ def report_dict(report: DisposalReport) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/retention/disposals")
+@router.get("/api/v1/retention/disposals", responses=answers_in("application/json", "text/csv", "application/pdf"))
 @requires(LOG_READERS)
 def disposals(
     request: Request,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     fmt: Annotated[Literal["json", "csv", "pdf"], Query(alias="format")] = "json",
 ) -> Any:
     """The periodic disposal report (S1; cf. CT form RC-075), as JSON, CSV or PDF."""
@@ -52,7 +54,7 @@ def disposals(
 
 @router.get("/records/disposals", include_in_schema=False)
 @requires(LOG_READERS)
-def disposals_page(request: Request, since: date | None = None, until: date | None = None) -> Response:
+def disposals_page(request: Request, since: Day | None = None, until: Day | None = None) -> Response:
     """The report on screen, by whole days (``until`` included)."""
     report = read_disposal_report(
         runtime_of(request),

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from pscs import __version__
 from pscs.web import pages
 from pscs.web.access import any_role, public, runtime_of, token_or_roles
+from pscs.web.openapi import answers_in
 
 router = APIRouter()
 
@@ -43,7 +44,7 @@ def metrics_registry(request: Request) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics", tags=["system"])
+@router.get("/metrics", tags=["system"], responses=answers_in(CONTENT_TYPE_LATEST))
 @token_or_roles("metrics_token", "admin", "auditor")
 def metrics(request: Request) -> Response:
     """Prometheus metrics: for a scraper with the configured bearer token, and for admins and auditors."""

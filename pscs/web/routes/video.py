@@ -15,11 +15,11 @@ import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -35,6 +35,8 @@ from pscs.video import egress
 from pscs.video.live import LiveHub
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, principal_of, runtime_of
+from pscs.web.defs.common import MAX_INT, EpochMs, Id
+from pscs.web.openapi import answers_in
 from pscs.web.routes.purposes import video_roles
 
 router = APIRouter(tags=["video"])
@@ -96,9 +98,9 @@ def view_state(request: Request, view_id: str) -> dict[str, Any]:
 @video_roles
 def playback_timeline(
     request: Request,
-    camera_id: int,
-    start_ms: Annotated[int | None, Query(ge=0)] = None,
-    end_ms: Annotated[int | None, Query(ge=0)] = None,
+    camera_id: Id,
+    start_ms: EpochMs | None = None,
+    end_ms: EpochMs | None = None,
 ) -> dict[str, Any]:
     """Recorded ranges, gaps and holds (times are UTC epoch milliseconds); default: the last
     24 hours.  Inside a purpose session only (holds name case numbers)."""
@@ -108,9 +110,9 @@ def playback_timeline(
 
 
 # Snapshots -----------------------------------------------------------------------------------
-@router.get("/api/v1/cameras/{camera_id}/snapshot")
+@router.get("/api/v1/cameras/{camera_id}/snapshot", responses=answers_in("image/png"))
 @video_roles
-def snapshot(request: Request, camera_id: int, at_ms: Annotated[int | None, Query(ge=0)] = None) -> Response:
+def snapshot(request: Request, camera_id: Id, at_ms: EpochMs | None = None) -> Response:
     """A PNG of the camera now (live), or of the recording at ``at_ms``; masked (U4)."""
     shot = egress.snapshot(runtime_of(request), principal_of(request), camera_id, at_ms, hub_of(request.app))
     return Response(
@@ -125,13 +127,13 @@ def snapshot(request: Request, camera_id: int, at_ms: Annotated[int | None, Quer
 
 
 # Playback ------------------------------------------------------------------------------------
-@router.get("/api/v1/playback/{camera_id}/stream")
+@router.get("/api/v1/playback/{camera_id}/stream", responses=answers_in("video/mp4"))
 @video_roles
 def playback_stream(
     request: Request,
-    camera_id: int,
-    start_ms: Annotated[int, Query(ge=0)],
-    end_ms: Annotated[int | None, Query(ge=0)] = None,
+    camera_id: Id,
+    start_ms: EpochMs,
+    end_ms: EpochMs | None = None,
 ) -> Response:
     """Recorded video from ``start_ms`` as fragmented MP4 (for Media Source Extensions).
     ``X-Pscs-Origin-Ms``: the wall-clock time of media time 0; ``X-Pscs-View``: the view,
@@ -192,7 +194,9 @@ async def live_socket(websocket: WebSocket) -> None:
     try:
         camera_id = int(websocket.path_params["camera_id"])
     except ValueError:
-        await _refuse(websocket, "camera id must be a number", None, 4422)
+        camera_id = 0
+    if not 1 <= camera_id <= MAX_INT:
+        await _refuse(websocket, "camera id must be a positive number below 2^63", None, 4422)
         return
     stream = websocket.query_params.get("stream", "sub")
     if stream not in ("main", "sub"):
@@ -302,7 +306,7 @@ def live_grid_page(request: Request) -> Response:
 
 @router.get("/console/live/{camera_id}", include_in_schema=False)
 @video_roles
-def live_single_page(request: Request, camera_id: int) -> Response:
+def live_single_page(request: Request, camera_id: Id) -> Response:
     current = _need_purpose(request)
     rt = runtime_of(request)
     camera = next((c for c in _camera_list(rt, current) if c["id"] == camera_id), None)
@@ -313,7 +317,7 @@ def live_single_page(request: Request, camera_id: int) -> Response:
 
 @router.get("/console/playback/{camera_id}", include_in_schema=False)
 @video_roles
-def playback_page(request: Request, camera_id: int) -> Response:
+def playback_page(request: Request, camera_id: Id) -> Response:
     current = _need_purpose(request)
     rt = runtime_of(request)
     camera = next((c for c in _camera_list(rt, current) if c["id"] == camera_id), None)

@@ -13,6 +13,7 @@ from pscs.purposes import service as purposes
 from pscs.video import zones as zone_service
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of
+from pscs.web.defs.common import Id
 
 router = APIRouter(tags=["privacy zones"])
 
@@ -50,7 +51,7 @@ class LiftRequest(BaseModel):
 
 @router.get("/api/v1/cameras/{camera_id}/zones")
 @zone_roles
-def camera_zones(request: Request, camera_id: int) -> dict[str, Any]:
+def camera_zones(request: Request, camera_id: Id) -> dict[str, Any]:
     """Every version of a camera's privacy zones, newest first, and the one in force."""
     rt = runtime_of(request)
     versions = zone_service.list_versions(rt, camera_id)
@@ -60,7 +61,7 @@ def camera_zones(request: Request, camera_id: int) -> dict[str, Any]:
 
 @router.post("/api/v1/cameras/{camera_id}/zones", status_code=201)
 @zone_proposers
-def propose_zones(request: Request, camera_id: int, body: Proposal) -> dict[str, Any]:
+def propose_zones(request: Request, camera_id: Id, body: Proposal) -> dict[str, Any]:
     zones = [{"label": z.label, "points": [list(p) for p in z.points]} for z in body.zones]
     return {
         "version": zone_service.propose_zones(
@@ -77,7 +78,7 @@ def pending_zones(request: Request) -> dict[str, Any]:
 
 @router.post("/api/v1/zones/{version_id}/approve")
 @zone_approvers
-def approve_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
+def approve_zones(request: Request, version_id: Id, body: ZoneDecision) -> dict[str, Any]:
     return {
         "version": zone_service.decide_zones(
             runtime_of(request), principal_of(request), version_id, approve=True, note=body.note
@@ -87,7 +88,7 @@ def approve_zones(request: Request, version_id: int, body: ZoneDecision) -> dict
 
 @router.post("/api/v1/zones/{version_id}/reject")
 @zone_approvers
-def reject_zones(request: Request, version_id: int, body: ZoneDecision) -> dict[str, Any]:
+def reject_zones(request: Request, version_id: Id, body: ZoneDecision) -> dict[str, Any]:
     return {
         "version": zone_service.decide_zones(
             runtime_of(request), principal_of(request), version_id, approve=False, note=body.note
@@ -103,7 +104,7 @@ def list_lifts(request: Request) -> dict[str, Any]:
 
 @router.post("/api/v1/cameras/{camera_id}/mask-lifts", status_code=201)
 @lift_roles
-def request_lift(request: Request, camera_id: int, body: LiftRequest) -> dict[str, Any]:
+def request_lift(request: Request, camera_id: Id, body: LiftRequest) -> dict[str, Any]:
     lift = zone_service.request_lift(
         runtime_of(request),
         principal_of(request),
@@ -117,7 +118,7 @@ def request_lift(request: Request, camera_id: int, body: LiftRequest) -> dict[st
 
 @router.post("/api/v1/mask-lifts/{lift_id}/approve")
 @lift_roles
-def approve_lift(request: Request, lift_id: int) -> dict[str, Any]:
+def approve_lift(request: Request, lift_id: Id) -> dict[str, Any]:
     return {
         "mask_lift": zone_service.decide_lift(
             runtime_of(request), principal_of(request), lift_id, approve=True
@@ -127,7 +128,7 @@ def approve_lift(request: Request, lift_id: int) -> dict[str, Any]:
 
 @router.post("/api/v1/mask-lifts/{lift_id}/reject")
 @lift_roles
-def reject_lift(request: Request, lift_id: int) -> dict[str, Any]:
+def reject_lift(request: Request, lift_id: Id) -> dict[str, Any]:
     return {
         "mask_lift": zone_service.decide_lift(
             runtime_of(request), principal_of(request), lift_id, approve=False
@@ -137,7 +138,7 @@ def reject_lift(request: Request, lift_id: int) -> dict[str, Any]:
 
 @router.post("/api/v1/mask-lifts/{lift_id}/end")
 @lift_roles
-def end_lift(request: Request, lift_id: int) -> dict[str, Any]:
+def end_lift(request: Request, lift_id: Id) -> dict[str, Any]:
     return {"mask_lift": zone_service.end_lift(runtime_of(request), principal_of(request), lift_id).as_dict()}
 
 
@@ -162,7 +163,7 @@ def zones_index(request: Request) -> Response:
 
 @router.get("/console/zones/{camera_id}", include_in_schema=False)
 @zone_roles
-def zone_editor(request: Request, camera_id: int) -> Response:
+def zone_editor(request: Request, camera_id: Id) -> Response:
     from pscs.cameras.service import CameraNotFound, get_camera
 
     rt = runtime_of(request)
