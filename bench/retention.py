@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pscs import startup  # noqa: E402
 from pscs.cameras.models import Camera  # noqa: E402
-from pscs.config import Settings  # noqa: E402
 from pscs.clock import utcnow  # noqa: E402
+from pscs.config import Settings  # noqa: E402
 from pscs.install import init_installation  # noqa: E402
 from pscs.retention.sweeper import RetentionSweeper  # noqa: E402
 from pscs.runtime import Runtime  # noqa: E402

@@ -63,13 +63,14 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
     if not roles:
         raise InvalidInput("a user needs at least one role")
     _validate_password(password)
+    password_hash = _hasher.hash(password)  # argon2 is slow on purpose: never inside the write
     with rt.db.write() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"a user named {username!r} already exists")
         user = User(
             username=username,
             full_name=full_name.strip(),
-            password_hash=_hasher.hash(password),
+            password_hash=password_hash,
             must_change_password=True,
             roles=[UserRole(role=r) for r in roles],
         )
@@ -178,9 +179,10 @@ def reset_mfa(rt: Runtime, actor: Actor, username: str) -> None:
 def reset_password(rt: Runtime, actor: Actor, username: str) -> str:
     """A new one-time password, which the user must change at next sign-in."""
     password = generate_password()
+    password_hash = _hasher.hash(password)
     with rt.db.write() as s:
         user = _get_user(s, username)
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = password_hash
         user.must_change_password = True
         user.failed_attempts = 0
         user.locked_until = None
@@ -194,11 +196,17 @@ def change_password(rt: Runtime, actor: Actor, user_id: int, current: str, new: 
     _validate_password(new)
     if new == current:
         raise InvalidInput("the new password must differ from the current one")
+    # Both hashes are worked out with no transaction open (see sign_in_password).
+    with rt.db.session() as s:
+        stored = s.scalar(select(User.password_hash).where(User.id == user_id))
+    if stored is None or not _password_matches(stored, current):
+        raise AuthenticationFailed("the current password is wrong")
+    new_hash = _hasher.hash(new)
     with rt.db.write() as s:
         user = s.get(User, user_id)
-        if user is None or not _password_matches(user.password_hash, current):
-            raise AuthenticationFailed("the current password is wrong")
-        user.password_hash = _hasher.hash(new)
+        if user is None or user.password_hash != stored:
+            raise Conflict("the password was changed meanwhile; sign in again")
+        user.password_hash = new_hash
         user.must_change_password = False
     rt.audit.record("user.password.change", actor, object_type="user", object_id=user_id)
 
@@ -236,27 +244,46 @@ def _record_failure(rt: Runtime, s, user: User, now: datetime) -> bool:  # noqa:
 
 
 def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) -> NewSession:
-    """First factor.  The same message for every failure, so accounts cannot be probed."""
+    """First factor.  The same message for every failure, so accounts cannot be probed.
+
+    The hash is checked between a short read and a short write, with no transaction open:
+    argon2 is slow on purpose, and on SQLite a write transaction is the database's only
+    write lock, so checking it inside one would let anyone stall every writer."""
     now = rt.clock.now()
     outcome_details: dict[str, object] = {"username": username}
-    with rt.db.write() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        reason = None
-        locked_now = False
-        if user is None:
-            reason = "unknown user"
-            _password_matches(_DUMMY_HASH, password)  # same cost as a real check
-        elif user.disabled:
-            reason = "account disabled"
-        elif decisions.is_locked(user.locked_until, now):
-            reason = "account locked"
-        elif not _password_matches(user.password_hash, password):
-            reason = "wrong password"
-            locked_now = _record_failure(rt, s, user, now)
-        if reason is None:
-            assert user is not None
-            new = _open_session(s, user, Stage.PASSWORD, actor)
-        user_id = user.id if user else None
+    with rt.db.session() as s:
+        found = s.execute(
+            select(User.id, User.password_hash, User.disabled, User.locked_until).where(User.username == username)
+        ).first()
+    if found is None:
+        _password_matches(_DUMMY_HASH, password)  # same cost as a real check
+        matched = False
+    elif found.disabled or decisions.is_locked(found.locked_until, now):
+        matched = False  # refused below without spending a hash on it
+    else:
+        matched = _password_matches(found.password_hash, password)
+
+    reason = "unknown user" if found is None else None
+    locked_now = False
+    user_id = found.id if found is not None else None
+    if found is not None:
+        with rt.db.write() as s:
+            # Decided again on the row as it is now: another attempt may have locked the
+            # account, or an administrator disabled it, while the hash was being checked.
+            user = s.get(User, found.id)
+            if user is None:
+                reason = "unknown user"
+            elif user.disabled:
+                reason = "account disabled"
+            elif decisions.is_locked(user.locked_until, now):
+                reason = "account locked"
+            elif not matched:
+                reason = "wrong password"
+                locked_now = _record_failure(rt, s, user, now)
+            elif user.password_hash != found.password_hash:
+                reason = "password changed during sign-in"
+            else:
+                new = _open_session(s, user, Stage.PASSWORD, actor)
     actor = Actor(username, user_id, actor.source_ip, actor.user_agent)
     if reason is not None:
         rt.audit.record(
