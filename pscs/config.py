@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     recorder_workers: int | None = Field(default=None, ge=1, le=64, description="Default: one per CPU core")
     min_free_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk-pressure threshold")
     log_level: str = "INFO"
+    # Sign-in attempts (both counted in memory, per process; see pscs.ratelimit).
+    login_attempts_per_address: int = Field(
+        default=60, ge=1, le=100_000, description="Password sign-in attempts from one address per login window"
+    )
+    login_attempts_per_account: int = Field(
+        default=10, ge=1, le=10_000, description="Password sign-in attempts at one account per login window"
+    )
+    login_window_seconds: int = Field(default=300, ge=1, le=86_400, description="The login window, in seconds")
 
     @field_validator("database_url")
     @classmethod

@@ -6,6 +6,7 @@ Every outcome — success, failure, lockout, denial — is written to the audit 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from sqlalchemy import func, select, update
 from pscs.audit.events import Actor, Outcome
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
 from pscs.clock import utcnow
-from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, TooManyAttempts
 from pscs.policy import decisions
 from pscs.policy.profile import ROLES, profile_digest
+from pscs.ratelimit import Limit
 from pscs.runtime import Runtime
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 parameters
@@ -249,6 +251,7 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
     The hash is checked between a short read and a short write, with no transaction open:
     argon2 is slow on purpose, and on SQLite a write transaction is the database's only
     write lock, so checking it inside one would let anyone stall every writer."""
+    _admit_attempt(rt, actor, username)
     now = rt.clock.now()
     outcome_details: dict[str, object] = {"username": username}
     with rt.db.session() as s:
@@ -303,6 +306,29 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
 
 
 _DUMMY_HASH = _hasher.hash("pscs-dummy-password")
+
+
+def _admit_attempt(rt: Runtime, actor: Actor, username: str) -> None:
+    """Refuse, before any hash is worked out, an attempt past the limits per source address
+    and per account (the account's name, known or not: the refusal tells nothing)."""
+    settings = rt.settings
+    window = settings.login_window_seconds
+    limits = [Limit(f"account:{username}", settings.login_attempts_per_account, window)]
+    if actor.source_ip:
+        limits.append(Limit(f"address:{actor.source_ip}", settings.login_attempts_per_address, window))
+    wait = rt.sign_in_attempts.attempt(limits)
+    if wait is None:
+        return
+    retry_after_s = max(1, math.ceil(wait))
+    rt.audit.record(
+        "auth.login.throttled",
+        Actor(username, None, actor.source_ip, actor.user_agent),
+        Outcome.DENIED,
+        object_type="user",
+        clauses=(decisions.LOCKOUT,),
+        details={"username": username, "retry_after_s": retry_after_s},
+    )
+    raise TooManyAttempts(f"too many sign-in attempts; try again in {retry_after_s} seconds", retry_after_s)
 
 
 def _audit_locked(rt: Runtime, actor: Actor, user_id: int | None) -> None:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pscs import __version__, startup
-from pscs.errors import PscsError
+from pscs.errors import PscsError, TooManyAttempts
 from pscs.runtime import Runtime
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, wants_html
@@ -109,10 +109,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: PscsError) -> Response:
         extra = {"clause": exc.clause} if hasattr(exc, "clause") else {}
         if wants_html(request):
-            return pages.render(
+            response = pages.render(
                 request, "error.html", {"status": exc.status, "message": exc.message, **extra}, status_code=exc.status
             )
-        return JSONResponse(_error_body(exc.status, exc.code, exc.message, **extra), status_code=exc.status)
+        else:
+            response = JSONResponse(_error_body(exc.status, exc.code, exc.message, **extra), status_code=exc.status)
+        if isinstance(exc, TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
