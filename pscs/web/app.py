@@ -17,6 +17,7 @@ from pscs.errors import PscsError, TooManyAttempts
 from pscs.runtime import Runtime
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, wants_html
+from pscs.web.limits import BodyLimit
 from pscs.web.routes import (
     account,
     admin,
@@ -81,6 +82,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     ):
         app.include_router(module.router)
 
+    # Added before the headers middleware, so that its 413 carries the security headers too.
+    app.add_middleware(
+        BodyLimit,
+        small=runtime.settings.max_body_bytes,
+        upload=runtime.settings.max_upload_bytes,
+        refuse=_body_too_large,
+    )
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
         response: Response = await call_next(request)
@@ -98,6 +107,11 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def _error_body(status: int, code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"status": status, "code": code, "message": message, **extra}}
+
+
+def _body_too_large(limit: int) -> Response:
+    message = f"the request body is too large: at most {limit:,} bytes are accepted here"
+    return JSONResponse(_error_body(413, "body_too_large", message), status_code=413, headers={"Connection": "close"})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
