@@ -205,7 +205,7 @@ def change_password(rt: Runtime, actor: Actor, user_id: int, current: str, new: 
         raise AuthenticationFailed("the current password is wrong")
     new_hash = _hasher.hash(new)
     with rt.db.write() as s:
-        user = s.get(User, user_id)
+        user = s.get(User, user_id, with_for_update=True, populate_existing=True)
         if user is None or user.password_hash != stored:
             raise Conflict("the password was changed meanwhile; sign in again")
         user.password_hash = new_hash
@@ -271,9 +271,10 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
     user_id = found.id if found is not None else None
     if found is not None:
         with rt.db.write() as s:
-            # Decided again on the row as it is now: another attempt may have locked the
-            # account, or an administrator disabled it, while the hash was being checked.
-            user = s.get(User, found.id)
+            # Decided again on the row as it is now, locked until the write ends: another
+            # attempt may have locked the account, or an administrator disabled it, while
+            # the hash was being checked; parallel failures are counted one at a time.
+            user = s.get(User, found.id, with_for_update=True, populate_existing=True)
             if user is None:
                 reason = "unknown user"
             elif user.disabled:
@@ -399,10 +400,16 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
     now = rt.clock.now()
     with rt.db.write() as s:
         ws = s.get(WebSession, session_id)
-        if ws is None or ws.ended_at is not None or ws.stage != Stage.PASSWORD:
+        if ws is None:
             raise AuthenticationFailed("sign in with your password first")
-        user = s.get(User, ws.user_id)
-        assert user is not None
+        # The user's row, then the session's, locked until the write ends (the order every
+        # writer of both keeps): the failure count and the last TOTP step used are decided
+        # one attempt at a time, so one code passes once.
+        user = s.get(User, ws.user_id, with_for_update=True, populate_existing=True)
+        ws = s.get(WebSession, session_id, with_for_update=True, populate_existing=True)
+        assert user is not None and ws is not None
+        if ws.ended_at is not None or ws.stage != Stage.PASSWORD:
+            raise AuthenticationFailed("sign in with your password first")
         secret = totp_secret(rt, user)
         locked = decisions.is_locked(user.locked_until, now)
         step = (
