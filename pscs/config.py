@@ -64,6 +64,19 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Where signed audit heads are also sent (file:///path, s3://bucket/prefix); see pscs.audit.anchors",
     )
+    # Sign-in attempts (both counted in memory, per process; see pscs.ratelimit).
+    login_attempts_per_address: int = Field(
+        default=60, ge=1, le=100_000, description="Password sign-in attempts from one address per login window"
+    )
+    login_attempts_per_account: int = Field(
+        default=10, ge=1, le=10_000, description="Password sign-in attempts at one account per login window"
+    )
+    login_window_seconds: int = Field(default=300, ge=1, le=86_400, description="The login window, in seconds")
+    # Request bodies, refused with 413 before they are read (pscs.web.limits).
+    max_body_bytes: int = Field(default=1024**2, ge=1024, description="Largest JSON or form body")
+    max_upload_bytes: int = Field(
+        default=100 * 1024**2, ge=1024, description="Largest body of a document upload, from a signed-in caller"
+    )
 
     @field_validator("database_url")
     @classmethod

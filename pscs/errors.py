@@ -42,3 +42,14 @@ class PolicyDenied(PscsError):
 class AuthenticationFailed(PscsError):
     status = 401
     code = "authentication_failed"
+
+
+class TooManyAttempts(PscsError):
+    """Refused before any work is done: the caller must wait ``retry_after_s`` seconds."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

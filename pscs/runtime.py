@@ -16,6 +16,7 @@ from pscs.clock import Clock
 from pscs.config import Settings
 from pscs.db.engine import Database
 from pscs.policy.profile import PolicyProfile, load_profile
+from pscs.ratelimit import SlidingWindow
 from pscs.secretbox import SecretBox
 from pscs.signing import load_signer, public_key_path
 
@@ -35,6 +36,7 @@ class Runtime:
     audit: AuditLog
     secrets: SecretBox
     clock: Clock = field(default_factory=Clock)  # the wall clock services read; tests may set it
+    sign_in_attempts: SlidingWindow = field(default_factory=SlidingWindow)  # per address and per account
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:

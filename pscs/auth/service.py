@@ -6,6 +6,7 @@ Every outcome — success, failure, lockout, denial — is written to the audit 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from pscs.auth import grants
 from pscs.auth.models import PolicyAcknowledgement, Stage, User, UserRole, WebSession
 from pscs.auth.principal import Principal
 from pscs.clock import utcnow
-from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from pscs.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, TooManyAttempts
 from pscs.policy import decisions
 from pscs.policy.profile import ROLES, profile_digest
+from pscs.ratelimit import Limit
 from pscs.runtime import Runtime
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 parameters
@@ -67,13 +69,14 @@ def create_user(rt: Runtime, actor: Actor, *, username: str, full_name: str, rol
     if not roles:
         raise InvalidInput("a user needs at least one role")
     _validate_password(password)
+    password_hash = _hasher.hash(password)  # argon2 is slow on purpose: never inside the write
     with rt.db.write() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"a user named {username!r} already exists")
         user = User(
             username=username,
             full_name=full_name.strip(),
-            password_hash=_hasher.hash(password),
+            password_hash=password_hash,
             must_change_password=True,
             roles=[],
         )
@@ -210,9 +213,10 @@ def reset_mfa(rt: Runtime, actor: Actor, username: str) -> None:
 def reset_password(rt: Runtime, actor: Actor, username: str) -> str:
     """A new one-time password, which the user must change at next sign-in."""
     password = generate_password()
+    password_hash = _hasher.hash(password)
     with rt.db.write() as s:
         user = _get_user(s, username)
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = password_hash
         user.must_change_password = True
         user.failed_attempts = 0
         user.locked_until = None
@@ -230,11 +234,17 @@ def change_password(
     _validate_password(new)
     if new == current:
         raise InvalidInput("the new password must differ from the current one")
+    # Both hashes are worked out with no transaction open (see sign_in_password).
+    with rt.db.session() as s:
+        stored = s.scalar(select(User.password_hash).where(User.id == user_id))
+    if stored is None or not _password_matches(stored, current):
+        raise AuthenticationFailed("the current password is wrong")
+    new_hash = _hasher.hash(new)
     with rt.db.write() as s:
-        user = s.get(User, user_id)
-        if user is None or not _password_matches(user.password_hash, current):
-            raise AuthenticationFailed("the current password is wrong")
-        user.password_hash = _hasher.hash(new)
+        user = s.get(User, user_id, with_for_update=True, populate_existing=True)
+        if user is None or user.password_hash != stored:
+            raise Conflict("the password was changed meanwhile; sign in again")
+        user.password_hash = new_hash
         user.must_change_password = False
         ended = _end_sessions(s, user_id, "password changed", keep=keep_session)
     rt.audit.record(
@@ -275,27 +285,48 @@ def _record_failure(rt: Runtime, s, user: User, now: datetime) -> bool:  # noqa:
 
 
 def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) -> NewSession:
-    """First factor.  The same message for every failure, so accounts cannot be probed."""
+    """First factor.  The same message for every failure, so accounts cannot be probed.
+
+    The hash is checked between a short read and a short write, with no transaction open:
+    argon2 is slow on purpose, and on SQLite a write transaction is the database's only
+    write lock, so checking it inside one would let anyone stall every writer."""
+    _admit_attempt(rt, actor, username)
     now = rt.clock.now()
     outcome_details: dict[str, object] = {"username": username}
-    with rt.db.write() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        reason = None
-        locked_now = False
-        if user is None:
-            reason = "unknown user"
-            _password_matches(_DUMMY_HASH, password)  # same cost as a real check
-        elif user.disabled:
-            reason = "account disabled"
-        elif decisions.is_locked(user.locked_until, now):
-            reason = "account locked"
-        elif not _password_matches(user.password_hash, password):
-            reason = "wrong password"
-            locked_now = _record_failure(rt, s, user, now)
-        if reason is None:
-            assert user is not None
-            new = _open_session(s, user, Stage.PASSWORD, actor)
-        user_id = user.id if user else None
+    with rt.db.session() as s:
+        found = s.execute(
+            select(User.id, User.password_hash, User.disabled, User.locked_until).where(User.username == username)
+        ).first()
+    if found is None:
+        _password_matches(_DUMMY_HASH, password)  # same cost as a real check
+        matched = False
+    elif found.disabled or decisions.is_locked(found.locked_until, now):
+        matched = False  # refused below without spending a hash on it
+    else:
+        matched = _password_matches(found.password_hash, password)
+
+    reason = "unknown user" if found is None else None
+    locked_now = False
+    user_id = found.id if found is not None else None
+    if found is not None:
+        with rt.db.write() as s:
+            # Decided again on the row as it is now, locked until the write ends: another
+            # attempt may have locked the account, or an administrator disabled it, while
+            # the hash was being checked; parallel failures are counted one at a time.
+            user = s.get(User, found.id, with_for_update=True, populate_existing=True)
+            if user is None:
+                reason = "unknown user"
+            elif user.disabled:
+                reason = "account disabled"
+            elif decisions.is_locked(user.locked_until, now):
+                reason = "account locked"
+            elif not matched:
+                reason = "wrong password"
+                locked_now = _record_failure(rt, s, user, now)
+            elif user.password_hash != found.password_hash:
+                reason = "password changed during sign-in"
+            else:
+                new = _open_session(s, user, Stage.PASSWORD, actor)
     actor = Actor(username, user_id, actor.source_ip, actor.user_agent)
     if reason is not None:
         rt.audit.record(
@@ -315,6 +346,29 @@ def sign_in_password(rt: Runtime, actor: Actor, username: str, password: str) ->
 
 
 _DUMMY_HASH = _hasher.hash("pscs-dummy-password")
+
+
+def _admit_attempt(rt: Runtime, actor: Actor, username: str) -> None:
+    """Refuse, before any hash is worked out, an attempt past the limits per source address
+    and per account (the account's name, known or not: the refusal tells nothing)."""
+    settings = rt.settings
+    window = settings.login_window_seconds
+    limits = [Limit(f"account:{username}", settings.login_attempts_per_account, window)]
+    if actor.source_ip:
+        limits.append(Limit(f"address:{actor.source_ip}", settings.login_attempts_per_address, window))
+    wait = rt.sign_in_attempts.attempt(limits)
+    if wait is None:
+        return
+    retry_after_s = max(1, math.ceil(wait))
+    rt.audit.record(
+        "auth.login.throttled",
+        Actor(username, None, actor.source_ip, actor.user_agent),
+        Outcome.DENIED,
+        object_type="user",
+        clauses=(decisions.LOCKOUT,),
+        details={"username": username, "retry_after_s": retry_after_s},
+    )
+    raise TooManyAttempts(f"too many sign-in attempts; try again in {retry_after_s} seconds", retry_after_s)
 
 
 def _audit_locked(rt: Runtime, actor: Actor, user_id: int | None) -> None:
@@ -389,10 +443,16 @@ def sign_in_second_factor(rt: Runtime, actor: Actor, session_id: int, code: str)
     now = rt.clock.now()
     with rt.db.write() as s:
         ws = s.get(WebSession, session_id)
-        if ws is None or ws.ended_at is not None or ws.stage != Stage.PASSWORD:
+        if ws is None:
             raise AuthenticationFailed("sign in with your password first")
-        user = s.get(User, ws.user_id)
-        assert user is not None
+        # The user's row, then the session's, locked until the write ends (the order every
+        # writer of both keeps): the failure count and the last TOTP step used are decided
+        # one attempt at a time, so one code passes once.
+        user = s.get(User, ws.user_id, with_for_update=True, populate_existing=True)
+        ws = s.get(WebSession, session_id, with_for_update=True, populate_existing=True)
+        assert user is not None and ws is not None
+        if ws.ended_at is not None or ws.stage != Stage.PASSWORD:
+            raise AuthenticationFailed("sign in with your password first")
         secret = totp_secret(rt, user)
         locked = decisions.is_locked(user.locked_until, now)
         step = (

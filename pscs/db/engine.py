@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _IMMEDIATE = "pscs_sqlite_immediate"
@@ -71,6 +72,15 @@ class Database:
         """A Core connection in a write transaction, for hot paths where the ORM costs too much."""
         with self._writer.begin() as conn:
             yield conn
+
+    def take_turns(self, session: Session, name: str) -> None:
+        """Within a write transaction: writers naming the same thing go one at a time until
+        their transactions end.  For a decision with no row to lock (the next number of a
+        year that may have none yet).  PostgreSQL: a transaction-level advisory lock;
+        SQLite: nothing to do, the write transaction already holds the only write lock."""
+        if not self.is_sqlite:
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def dispose(self) -> None:
         self.engine.dispose()

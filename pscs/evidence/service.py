@@ -608,6 +608,18 @@ def propose_disposal(
     if open_proposal is not None:
         raise Conflict(f"a disposal of this item is already proposed (authorisation {open_proposal})")
     with rt.db.write() as s:
+        # Decided again with the item's row locked: one open proposal per item.
+        item = s.get(EvidenceItem, item_id, with_for_update=True, populate_existing=True)
+        assert item is not None
+        open_proposal = s.scalar(
+            select(EvidenceDisposal.id).where(
+                EvidenceDisposal.item_id == item_id, EvidenceDisposal.status == DisposalStatus.PROPOSED
+            )
+        )
+        if open_proposal is not None:
+            raise Conflict(f"a disposal of this item is already proposed (authorisation {open_proposal})")
+        if item.status != status:
+            raise Conflict(f"the item became {item.status} meanwhile; look again before proposing")
         d = EvidenceDisposal(
             item_id=item_id,
             case_reference=case_reference.strip(),
@@ -630,7 +642,7 @@ def propose_disposal(
 def withdraw_disposal(rt: Runtime, caller: Principal, disposal_id: int, reason: str) -> dict[str, Any]:
     actor = caller.actor
     with rt.db.write() as s:
-        d = s.get(EvidenceDisposal, disposal_id)
+        d = s.get(EvidenceDisposal, disposal_id, with_for_update=True, populate_existing=True)
         if d is None:
             raise NotFound(f"no disposal authorisation {disposal_id}")
         if d.status != DisposalStatus.PROPOSED:
@@ -668,7 +680,13 @@ def approve_disposal(rt: Runtime, caller: Principal, disposal_id: int) -> dict[s
         raise Conflict(f"disposal authorisation {disposal_id} is {status}")
     root = rt.settings.evidence_path
     with rt.db.write() as s:
-        d = s.get(EvidenceDisposal, disposal_id)
+        # The item's row, then the authorisation's, locked until the write ends: one
+        # approval executes, a second finds it executed (or withdrawn meanwhile).
+        s.get(EvidenceItem, item_id, with_for_update=True, populate_existing=True)
+        d = s.get(EvidenceDisposal, disposal_id, with_for_update=True, populate_existing=True)
+        assert d is not None
+        if d.status != DisposalStatus.PROPOSED:
+            raise Conflict(f"disposal authorisation {disposal_id} is {d.status}")
         item = _load(s, item_id)
         files = list(s.scalars(select(EvidenceFile).where(EvidenceFile.item_id == item_id)))
         shared = set(

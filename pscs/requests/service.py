@@ -167,6 +167,7 @@ def file_request(
         try:
             with rt.db.write() as s:
                 year = now.year
+                rt.db.take_turns(s, f"storage_request.number.{year}")
                 seq = (s.scalar(select(func.max(StorageRequest.seq)).where(StorageRequest.year == year)) or 0) + 1
                 req = StorageRequest(
                     year=year,
@@ -248,8 +249,13 @@ def _summary(view: RequestView) -> dict[str, Any]:
     }
 
 
-def _by_number(s: Session, number: str) -> StorageRequest:
-    req = s.scalar(select(StorageRequest).where(StorageRequest.number == number))
+def _by_number(s: Session, number: str, *, lock: bool = False) -> StorageRequest:
+    """The request; with ``lock``, its row is locked until the write ends (the status read
+    decides what is written)."""
+    q = select(StorageRequest).where(StorageRequest.number == number)
+    if lock:
+        q = q.with_for_update().execution_options(populate_existing=True)
+    req = s.scalar(q)
     if req is None:
         raise NotFound(f"no storage request {number}")
     return req
@@ -327,7 +333,7 @@ def decide_request(
         decider = s.get(User, actor.user_id)
         decider_name = decider.full_name if decider else actor.username
     with rt.db.write() as s:
-        req = _by_number(s, number)
+        req = _by_number(s, number, lock=True)
         if req.status != RequestStatus.SUBMITTED:  # decided concurrently
             raise InvalidInput(f"storage request {number} is already {req.status}")
         req.status = RequestStatus.APPROVED if approve else RequestStatus.DENIED
@@ -398,7 +404,7 @@ def fulfil_request(
         )
         raise
     with rt.db.write() as s:
-        req = _by_number(s, number)
+        req = _by_number(s, number, lock=True)
         req.status, req.fulfilled_at, req.intake_error = RequestStatus.FULFILLED, now, None
         hold_id = end_provisional_hold(
             s,

@@ -108,8 +108,10 @@ def _version_dict(v: PrivacyZoneVersion) -> dict[str, Any]:
     }
 
 
-def _camera_exists(s: Any, camera_id: int) -> None:
-    if s.get(Camera, camera_id) is None:
+def _camera_exists(s: Any, camera_id: int, *, lock: bool = False) -> None:
+    """With ``lock``, the camera's row is locked until the write ends: changes to one
+    camera's zone versions (numbering, approval) are then decided one at a time."""
+    if s.get(Camera, camera_id, with_for_update=lock, populate_existing=lock) is None:
         raise NotFound(f"no camera {camera_id}")
 
 
@@ -127,7 +129,7 @@ def propose_zones(
         )
     clean = validate_zones(zones, space)
     with rt.db.write() as s:
-        _camera_exists(s, camera_id)
+        _camera_exists(s, camera_id, lock=True)
         latest = (
             s.scalar(select(func.max(PrivacyZoneVersion.version)).where(PrivacyZoneVersion.camera_id == camera_id)) or 0
         )
@@ -185,7 +187,8 @@ def decide_zones(
         raise Conflict(f"version {version_id} is {status}, not awaiting a decision")
     now = rt.clock.now()
     with rt.db.write() as s:
-        row = s.get(PrivacyZoneVersion, version_id)
+        _camera_exists(s, camera_id, lock=True)
+        row = s.get(PrivacyZoneVersion, version_id, with_for_update=True, populate_existing=True)
         assert row is not None
         if row.status != ZoneVersionStatus.PROPOSED:
             raise Conflict(f"version {version_id} is {row.status}, not awaiting a decision")
@@ -391,7 +394,7 @@ def decide_lift(rt: Runtime, caller: Principal, lift_id: int, *, approve: bool) 
         )
     now = rt.clock.now()
     with rt.db.write() as s:
-        row = s.get(MaskLift, lift_id)
+        row = s.get(MaskLift, lift_id, with_for_update=True, populate_existing=True)
         assert row is not None
         if row.status != MaskLiftStatus.REQUESTED:
             raise Conflict(f"mask lift {lift_id} is {row.status}, not awaiting a decision")
@@ -435,7 +438,7 @@ def end_lift(rt: Runtime, caller: Principal, lift_id: int) -> LiftView:
             details={"camera_id": camera_id},
         )
     with rt.db.write() as s:
-        row = s.get(MaskLift, lift_id)
+        row = s.get(MaskLift, lift_id, with_for_update=True, populate_existing=True)
         assert row is not None
         if row.status in (MaskLiftStatus.REQUESTED, MaskLiftStatus.APPROVED) and row.ended_at is None:
             row.status = MaskLiftStatus.ENDED if row.status == MaskLiftStatus.APPROVED else MaskLiftStatus.WITHDRAWN

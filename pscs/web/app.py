@@ -15,10 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pscs import __version__, startup
-from pscs.errors import PscsError
+from pscs.errors import PscsError, TooManyAttempts
 from pscs.runtime import Runtime
 from pscs.web import pages
 from pscs.web.access import Redirect, enforce_access, wants_html
+from pscs.web.limits import BodyLimit
 from pscs.web.openapi import openapi_document
 from pscs.web.routes import (
     account,
@@ -90,6 +91,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     ):
         app.include_router(module.router)
 
+    # Added before the headers middleware, so that its 413 carries the security headers too.
+    app.add_middleware(
+        BodyLimit,
+        small=runtime.settings.max_body_bytes,
+        upload=runtime.settings.max_upload_bytes,
+        refuse=_body_too_large,
+    )
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
         response: Response = await call_next(request)
@@ -124,6 +133,11 @@ def _error_body(status: int, code: str, message: str, **extra: object) -> dict[s
     return {"error": {"status": status, "code": code, "message": message, **extra}}
 
 
+def _body_too_large(limit: int) -> Response:
+    message = f"the request body is too large: at most {limit:,} bytes are accepted here"
+    return JSONResponse(_error_body(413, "body_too_large", message), status_code=413, headers={"Connection": "close"})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Redirect)
     async def _redirect(request: Request, exc: Redirect) -> Response:
@@ -133,10 +147,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: PscsError) -> Response:
         extra = {"clause": exc.clause} if hasattr(exc, "clause") else {}
         if wants_html(request):
-            return pages.render(
+            response = pages.render(
                 request, "error.html", {"status": exc.status, "message": exc.message, **extra}, status_code=exc.status
             )
-        return JSONResponse(_error_body(exc.status, exc.code, exc.message, **extra), status_code=exc.status)
+        else:
+            response = JSONResponse(_error_body(exc.status, exc.code, exc.message, **extra), status_code=exc.status)
+        if isinstance(exc, TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

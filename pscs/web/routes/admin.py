@@ -16,6 +16,7 @@ from pscs.auth.models import User
 from pscs.policy.profile import ROLES, Role
 from pscs.web import pages
 from pscs.web.access import principal_of, roles, runtime_of
+from pscs.web.defs.common import Id
 
 router = APIRouter(tags=["users"])
 admin_only = roles("admin")
@@ -120,20 +121,20 @@ def list_role_grants(request: Request) -> dict[str, Any]:
 
 @router.post("/api/v1/role-grants/{grant_id}/approve")
 @admin_only
-def approve_role_grant(request: Request, grant_id: int) -> dict[str, Any]:
+def approve_role_grant(request: Request, grant_id: Id) -> dict[str, Any]:
     """A second administrator approves: the user holds the role from now on."""
     return grant_dict(grants.decide_role_grant(runtime_of(request), principal_of(request), grant_id, approve=True))
 
 
 @router.post("/api/v1/role-grants/{grant_id}/reject")
 @admin_only
-def reject_role_grant(request: Request, grant_id: int) -> dict[str, Any]:
+def reject_role_grant(request: Request, grant_id: Id) -> dict[str, Any]:
     return grant_dict(grants.decide_role_grant(runtime_of(request), principal_of(request), grant_id, approve=False))
 
 
 @router.post("/admin/role-grants/{grant_id}/{decision}", include_in_schema=False)
 @admin_only
-def decide_role_grant_form(request: Request, grant_id: int, decision: Literal["approve", "reject"]) -> Response:
+def decide_role_grant_form(request: Request, grant_id: Id, decision: Literal["approve", "reject"]) -> Response:
     grants.decide_role_grant(runtime_of(request), principal_of(request), grant_id, approve=decision == "approve")
     return RedirectResponse("/admin/users", status_code=303)
 
