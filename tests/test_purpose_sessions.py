@@ -81,7 +81,7 @@ def test_U1_no_session_no_video_and_the_refusal_is_audited(sqlite_runtime):
     rt = sqlite_runtime
     cam = camera(rt)
     op = signed_in(rt, "olive", ["operator"])
-    for url in (f"/api/v1/cameras/{cam}/snapshot", f"/api/v1/playback/{cam}/stream?start_ms=0"):
+    for url in (f"/api/v1/cameras/{cam}/snapshot", f"/api/v1/playback/{cam}/stream?start_ms=1750000000000"):
         response = op.get(url)
         assert response.status_code == 403, url
         error = response.json()["error"]

@@ -6,6 +6,7 @@ starts it: nothing below the edges may import the web app."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -106,7 +107,9 @@ def run_server(runtime: Runtime, host: str, port: int, *, record: bool = True) -
 
     app.router.lifespan_context = lifespan
     logging.basicConfig(level=runtime.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.Server(uvicorn_config(app, host, port, log_level=runtime.settings.log_level.lower())).run()
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level=runtime.settings.log_level.lower()))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
+        server.run()
 
 
 def uvicorn_config(app: object, host: str, port: int, *, log_level: str) -> uvicorn.Config:
