@@ -9,7 +9,15 @@ A sink is named by a URL in the ``audit_anchors`` setting:
 * ``s3://bucket/prefix/?retain_days=2555``: one object per head in an S3 bucket with
   Object Lock, written in COMPLIANCE mode so nobody (not even the account root) can delete
   or overwrite it before the retention date.  Needs ``boto3`` (``pip install pscs[s3]``)
-  and the usual AWS credentials in the environment.
+  and boto3's usual configuration: credentials (``AWS_ACCESS_KEY_ID`` /
+  ``AWS_SECRET_ACCESS_KEY``, a profile, or an instance role), the region, and for a store
+  other than AWS (MinIO, SeaweedFS, Ceph) its address in ``AWS_ENDPOINT_URL_S3`` or
+  ``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the AWS config file).  The bucket must have
+  been created with Object Lock enabled (which also turns versioning on).
+
+  Reading takes the *first* version of every object under the prefix: pscs writes each key
+  once, so a later version or a delete marker is someone else's doing, and the version
+  that Object Lock keeps is the one that counts.
 
 Sending is best effort: a sink that fails is logged and the trail goes on (the signer's own
 record and the database still hold the head); verifying reads back what reached the sink.
@@ -69,12 +77,33 @@ class S3Anchor:
             )
 
     def read(self) -> list[Checkpoint]:
-        heads = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for item in page.get("Contents", []):
-                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                heads += parse_heads(body.decode(), f"s3://{self.bucket}/{item['Key']}")
-        return heads
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            heads = []
+            for key, version in self.first_versions().items():
+                body = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version)["Body"].read()
+                heads += parse_heads(body.decode(), f"s3://{self.bucket}/{key}")
+            return heads
+        except (BotoCoreError, ClientError) as exc:
+            raise OSError(f"s3://{self.bucket}/{self.prefix}: {exc}") from exc
+
+    def first_versions(self) -> dict[str, str]:
+        """Each key's oldest version: the one pscs wrote and Object Lock keeps (a listing
+        gives a key's versions newest first, so the last one seen is the oldest)."""
+        first: dict[str, str] = {}
+        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for version in page.get("Versions", []):
+                first[version["Key"]] = version["VersionId"]
+        return dict(sorted(first.items()))
+
+
+def _s3_client_config() -> Any:
+    from botocore.config import Config
+
+    # Heads are sent as the trail is written: a store that does not answer is given up on
+    # in seconds (and logged) rather than holding the writer for boto3's default minutes.
+    return Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 2})
 
 
 def anchor_from_url(url: str) -> AnchorSink:
@@ -95,7 +124,8 @@ def anchor_from_url(url: str) -> AnchorSink:
         retain = parse_qs(parsed.query).get("retain_days", ["2555"])[0]
         if not retain.isdigit() or int(retain) < 1:
             raise ValueError(f"anchor {url!r}: retain_days must be a whole number of days")
-        return S3Anchor(url, parsed.netloc, parsed.path.lstrip("/"), int(retain), boto3.client("s3"))
+        client = boto3.client("s3", config=_s3_client_config())
+        return S3Anchor(url, parsed.netloc, parsed.path.lstrip("/"), int(retain), client)
     raise ValueError(f"anchor {url!r}: use file:///path or s3://bucket/prefix")
 
 
