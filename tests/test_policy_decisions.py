@@ -31,3 +31,9 @@ def test_U4_a_mask_lift_is_ended_by_its_requester_its_approver_or_an_approver_ro
     assert may(5, frozenset({"records_commander"}), 7, 9, NORWICH).allowed
     refused = may(5, frozenset({"investigator"}), 7, 9, NORWICH)
     assert not refused.allowed and refused.clause == "U4" and "requester or an approver" in refused.reason
+
+
+def test_U4_pictures_are_masked_while_zones_are_in_force_except_under_ones_own_lift():
+    assert decisions.pictures_masked(zones_in_force=True, own_lift_active=False)
+    assert not decisions.pictures_masked(zones_in_force=True, own_lift_active=True)
+    assert not decisions.pictures_masked(zones_in_force=False, own_lift_active=False)

@@ -263,6 +263,12 @@ def may_end_mask_lift(
     return Decision.deny("U4", "only the requester or an approver may end a mask lift")
 
 
+def pictures_masked(zones_in_force: bool, own_lift_active: bool) -> bool:
+    """U4: a camera's pictures leave masked whenever zones are in force, except to the one
+    person whose approved mask lift for that camera is active."""
+    return zones_in_force and not own_lift_active
+
+
 # S1: retention and holds --------------------------------------------------------------------------
 DAY_MS = 86_400_000
 # How long before its review date a hold's owner is reminded.  Not yet a profile entry;

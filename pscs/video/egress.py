@@ -82,9 +82,8 @@ class Masking:
     @property
     def mask(self) -> ZoneSet | None:
         """The zones to fill in this caller's pictures (None: pass the camera's pictures)."""
-        if self.zones is None or self.zones.empty or self.lift is not None:
-            return None
-        return self.zones
+        zones_in_force = self.zones is not None and not self.zones.empty
+        return self.zones if decisions.pictures_masked(zones_in_force, self.lift is not None) else None
 
     def audit_details(self) -> dict[str, Any]:
         out: dict[str, Any] = {"masked": self.mask is not None}
